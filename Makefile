@@ -1,0 +1,33 @@
+# One entry point for people and CI. Everything installs into .venv with the tested pins.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+TORCH   = torch==2.13.0
+
+.PHONY: install demo test lint bench-deps bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/lightning-xai fit --config configs/quickstart.yaml
+	@echo "Done. Inspect the run with: $(BIN)/tensorboard --logdir lightning_logs"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check lightning_xai tests benchmarks examples
+
+# Reference tools compared against in benchmarks/ (not runtime dependencies).
+bench-deps: install
+	$(BIN)/pip install --quiet --no-deps torch-explain==1.5.1 lfxai==0.1.1
+
+clean:
+	rm -rf $(VENV) lightning_logs .pytest_cache

@@ -1,0 +1,3 @@
+"""attribution."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""influence."""
+
+__all__: list[str] = []

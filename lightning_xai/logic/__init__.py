@@ -1,0 +1,3 @@
+"""logic."""
+
+__all__: list[str] = []

@@ -1,0 +1,96 @@
+"""A plain classifier LightningModule that wraps any backbone returning logits."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_xai.nn.models import DigitsCNN
+
+__all__ = ["Classifier"]
+
+_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+class Classifier(pl.LightningModule):
+    """Cross-entropy classification over any backbone that returns logits.
+
+    ``forward`` is the backbone alone, so attribution methods explain exactly what is trained.
+    Logs ``{train,val,test}/loss`` and ``{train,val,test}/acc``.
+
+    Args:
+        model: the backbone; defaults to :class:`~lightning_xai.nn.DigitsCNN`.
+        num_classes: number of classes.
+        lr: learning rate.
+        weight_decay: weight decay, applied by the optimizer.
+        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"``.
+
+    Example:
+        >>> module = Classifier(num_classes=10)
+        >>> module(torch.zeros(3, 1, 8, 8)).shape
+        torch.Size([3, 10])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        num_classes: int = 10,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        optimizer: Literal["adam", "adamw", "sgd"] = "adam",
+    ) -> None:
+        super().__init__()
+        if optimizer not in _OPTIMIZERS:
+            raise ValueError(
+                f"`optimizer` must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}."
+            )
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
+        if lr <= 0:
+            raise ValueError(f"`lr` must be positive, got {lr!r}.")
+        if weight_decay < 0:
+            raise ValueError(f"`weight_decay` must be >= 0, got {weight_decay!r}.")
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model if model is not None else DigitsCNN(num_classes)
+        self.metrics = nn.ModuleDict(
+            {
+                f"{s}_acc": MulticlassAccuracy(num_classes, average="micro")
+                for s in ("train", "val", "test")
+            }
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _shared_step(self, batch: Any, stage: str) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        acc = self.metrics[f"{stage}_acc"]
+        acc(logits.detach(), y)
+        sync = stage != "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=False, on_epoch=True, sync_dist=sync)
+        self.log(f"{stage}/acc", acc, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).argmax(-1)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        return _OPTIMIZERS[hp.optimizer](self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)

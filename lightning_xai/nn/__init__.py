@@ -1,0 +1,8 @@
+"""Layers and small reference networks (plain torch, no Lightning)."""
+
+from lightning_xai.nn.models import MLP, DigitsCNN
+
+__all__ = [
+    "MLP",
+    "DigitsCNN",
+]

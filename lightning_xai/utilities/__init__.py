@@ -1,0 +1,15 @@
+"""Shared plumbing: gradient context, atomic files, reporting to loggers."""
+
+from lightning_xai.utilities.gradients import grad_enabled, to_autograd
+from lightning_xai.utilities.io import atomic_save, atomic_write
+from lightning_xai.utilities.report import Reporter, log_dir_of, to_image_array
+
+__all__ = [
+    "Reporter",
+    "atomic_save",
+    "atomic_write",
+    "grad_enabled",
+    "log_dir_of",
+    "to_autograd",
+    "to_image_array",
+]

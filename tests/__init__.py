@@ -1,0 +1,1 @@
+"""lightning-xai test suite (a package, so spawned DDP workers import it by name)."""
