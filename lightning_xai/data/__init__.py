@@ -1,9 +1,11 @@
 """LightningDataModules on bundled or generated data."""
 
 from lightning_xai.data.datasets import TensorPairDataset
+from lightning_xai.data.decoy_digits import DecoyDigitsDataModule
 from lightning_xai.data.digits import DigitsDataModule
 
 __all__ = [
+    "DecoyDigitsDataModule",
     "DigitsDataModule",
     "TensorPairDataset",
 ]

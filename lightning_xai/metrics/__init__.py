@@ -1,3 +1,7 @@
 """metrics."""
 
-__all__: list[str] = []
+from lightning_xai.metrics.right_reasons import RightReasonsScore
+
+__all__: list[str] = [
+    "RightReasonsScore",
+]

@@ -1,3 +1,23 @@
-"""penalties."""
+"""Input-gradient ("right for the right reasons") penalties and annotation-mask helpers."""
 
-__all__: list[str] = []
+from lightning_xai.penalties.find_another import find_another_explanation
+from lightning_xai.penalties.masks import box_mask, check_mask, largest_gradient_mask
+from lightning_xai.penalties.right_reasons import (
+    RightReasonsResult,
+    check_sample_independence,
+    log_prob_input_gradients,
+    right_reasons_penalty,
+    sample_coupling_modules,
+)
+
+__all__ = [
+    "RightReasonsResult",
+    "box_mask",
+    "check_mask",
+    "check_sample_independence",
+    "find_another_explanation",
+    "largest_gradient_mask",
+    "log_prob_input_gradients",
+    "right_reasons_penalty",
+    "sample_coupling_modules",
+]
