@@ -1,3 +1,16 @@
 """influence."""
 
-__all__: list[str] = []
+from lightning_xai.influence.checkpoints import Checkpoint, CheckpointStore
+from lightning_xai.influence.per_sample_grads import per_sample_grads, select_parameters
+from lightning_xai.influence.tracin import InfluenceResult, SelfInfluenceResult, TopKResult, TracIn
+
+__all__: list[str] = [
+    "Checkpoint",
+    "CheckpointStore",
+    "InfluenceResult",
+    "SelfInfluenceResult",
+    "TopKResult",
+    "TracIn",
+    "per_sample_grads",
+    "select_parameters",
+]

@@ -128,7 +128,9 @@ class Reporter:
         return writers
 
     def _default_file(self, tag: str, step: int, suffix: str) -> str:
-        return f"{_tag_path(tag)}/step{int(step):06d}{suffix}"
+        # "fit/<name>/heatmaps" -> "fit/heatmaps/stepN.png": the name is already the folder.
+        parts = [p for p in _tag_path(tag).split("/") if p and p != self.name]
+        return f"{'/'.join(parts) or 'item'}/step{int(step):06d}{suffix}"
 
     # ------------------------------------------------------------------ scalars
     def log_scalars(self, metrics: Mapping[str, float | torch.Tensor], step: int) -> None:

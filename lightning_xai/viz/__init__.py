@@ -1,3 +1,8 @@
 """viz."""
 
-__all__: list[str] = []
+from lightning_xai.viz.examples import example_grid, influence_grid
+
+__all__: list[str] = [
+    "example_grid",
+    "influence_grid",
+]

@@ -1,0 +1,454 @@
+"""Per-sample gradients of a per-sample loss: ``torch.func`` (``vmap`` over ``grad``) for any
+model, and a structured form for ``Linear``/``Conv2d`` layers that influence methods use to
+avoid materialising large gradients.
+
+The loss protocol used across :mod:`lightning_xai.influence`:
+
+* a batch is a tensor ``x`` or a tuple/list ``(x, *rest)`` whose first element is the model
+  input: the model is called as ``model(x)``;
+* ``loss_fn(outputs, target)`` returns one loss per sample, shape ``(B,)`` (e.g.
+  ``F.cross_entropy(logits, y, reduction="none")``); a reduced (scalar) loss is rejected;
+* ``targets="labels"`` passes ``target = batch[1]`` (supervised); ``targets="inputs"`` passes
+  ``target = x`` (label-free, e.g. the reconstruction error of an autoencoder); further batch
+  elements are ignored.
+
+Gradients are taken in eval mode, where the samples of a batch do not interact.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Literal, cast
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+from lightning_xai.utilities.gradients import grad_enabled, to_autograd
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+Targets = Literal["labels", "inputs"]
+ParameterSpec = str | Sequence[str] | None
+
+__all__ = [
+    "LossFn",
+    "ParameterSpec",
+    "Targets",
+    "eval_mode",
+    "per_sample_grads",
+    "select_parameters",
+]
+
+_TARGETS = ("labels", "inputs")
+
+
+def select_parameters(model: nn.Module, parameters: ParameterSpec = None) -> list[str]:
+    """Resolve a parameter selection to parameter names, in the model's order.
+
+    Args:
+        model: the module whose parameters are selected.
+        parameters: ``None`` for every parameter that requires grad, ``"all"`` for every
+            parameter, ``"last"`` for the parameters of the last module (in registration
+            order) that owns parameters, or one or more names, module names or glob patterns
+            (``"classifier.*"``, ``"features.0.weight"``, ``"classifier"``).
+
+    Returns:
+        The selected parameter names.
+
+    Raises:
+        ValueError: when nothing is selected, or a name/pattern matches no parameter.
+        TypeError: when ``parameters`` is not ``None``, a string or a sequence of strings.
+
+    Example:
+        >>> from torch import nn
+        >>> net = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+        >>> select_parameters(net, "last")
+        ['2.weight', '2.bias']
+        >>> select_parameters(net, ["0.*", "2.bias"])
+        ['0.weight', '0.bias', '2.bias']
+    """
+    named = list(model.named_parameters())
+    names = [n for n, _ in named]
+    if parameters is None:
+        selected = [n for n, p in named if p.requires_grad]
+    elif parameters == "all":
+        selected = names
+    elif parameters == "last":
+        owners = [m for m, mod in model.named_modules() if any(True for _ in mod.parameters(False))]
+        prefix = f"{owners[-1]}." if owners and owners[-1] else ""
+        selected = (
+            [n for n in names if n.startswith(prefix) and "." not in n[len(prefix) :]]
+            if owners
+            else []
+        )
+    else:
+        patterns = [parameters] if isinstance(parameters, str) else parameters
+        if not isinstance(patterns, Sequence) or not all(isinstance(p, str) for p in patterns):
+            raise TypeError(
+                "`parameters` must be None, 'all', 'last', a name/glob pattern or a list of "
+                f"them; got {parameters!r}."
+            )
+        chosen: set[str] = set()
+        for pattern in patterns:
+            hits = {
+                n for n in names if fnmatch.fnmatchcase(n, pattern) or n.startswith(pattern + ".")
+            }
+            if not hits:
+                shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+                raise ValueError(
+                    f"`parameters` pattern {pattern!r} matches no parameter of "
+                    f"{type(model).__name__}; available names: {shown}. Use a parameter or "
+                    "module name, a glob such as 'classifier.*', 'last' or 'all'."
+                )
+            chosen |= hits
+        selected = [n for n in names if n in chosen]
+    if not selected:
+        raise ValueError(
+            f"`parameters`={parameters!r} selects no parameter of {type(model).__name__} "
+            "(does it have trainable parameters?). Pass 'all' or explicit names."
+        )
+    return selected
+
+
+def _check_targets(targets: str) -> None:
+    if targets not in _TARGETS:
+        raise ValueError(f"`targets` must be one of {_TARGETS}; got {targets!r}.")
+
+
+def _split_batch(batch: Tensor | Sequence[Tensor], targets: str) -> tuple[Tensor, Tensor]:
+    """Return ``(inputs, target)`` of a batch following the module's loss protocol."""
+    if isinstance(batch, Tensor):
+        if targets == "labels":
+            raise ValueError(
+                "A batch without labels (a single tensor) needs `targets='inputs'`; pass "
+                "(inputs, labels) batches for `targets='labels'`."
+            )
+        return batch, batch
+    if not isinstance(batch, (tuple, list)) or not batch:
+        raise TypeError(
+            f"A batch must be a tensor or a non-empty tuple/list (inputs, *rest); got {type(batch).__name__}."
+        )
+    if targets == "inputs":
+        return batch[0], batch[0]
+    if len(batch) < 2:
+        raise ValueError(
+            "`targets='labels'` needs batches (inputs, labels, ...); got a batch with only "
+            "inputs. Use `targets='inputs'` for a label-free loss."
+        )
+    return batch[0], batch[1]
+
+
+def _check_loss(loss: Tensor, n: int) -> Tensor:
+    if not isinstance(loss, Tensor) or loss.shape != (n,):
+        shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+        raise ValueError(
+            f"`loss_fn` must return one loss per sample, shape ({n},); got {shape}. Use "
+            "reduction='none' (e.g. F.cross_entropy(out, y, reduction='none')) or reduce "
+            "over the non-batch dimensions only."
+        )
+    return loss
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode; restore every submodule's train/eval flag on exit.
+
+    Example:
+        >>> net = torch.nn.Dropout().train()
+        >>> with eval_mode(net):
+        ...     net.training
+        False
+        >>> net.training
+        True
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _values(model: nn.Module, values: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Detached parameters and buffers, replaced by ``values`` where given, usable by autograd."""
+    out = {n: values.get(n, p).detach() for n, p in model.named_parameters()}
+    out.update({n: values.get(n, b).detach() for n, b in model.named_buffers()})
+    return to_autograd(out)
+
+
+def _vmap_grads(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor,
+    loss_fn: LossFn,
+    names: Sequence[str],
+    label_free: bool,
+    state: dict[str, Tensor],
+) -> dict[str, Tensor]:
+    tracked = {n: state[n] for n in names}
+    constants = {n: t for n, t in state.items() if n not in tracked}
+
+    def sample_loss(theta: dict[str, Tensor], xi: Tensor, ti: Tensor) -> Tensor:
+        xi = xi.unsqueeze(0)
+        out = functional_call(model, (theta, constants), (xi,), strict=False)
+        return _check_loss(loss_fn(out, xi if label_free else ti.unsqueeze(0)), 1).sum()
+
+    return vmap(grad(sample_loss), in_dims=(None, 0, 0))(tracked, x, target)
+
+
+def per_sample_grads(
+    model: nn.Module,
+    batch: Tensor | Sequence[Tensor],
+    loss_fn: LossFn,
+    parameters: ParameterSpec = None,
+    *,
+    targets: Targets = "labels",
+    values: Mapping[str, Tensor] | None = None,
+) -> Tensor:
+    r"""Per-sample gradients :math:`\nabla_\theta \ell(\theta, z_i)`, flattened to ``(B, P)``.
+
+    The model is evaluated functionally (``torch.func.functional_call``, ``vmap`` over
+    ``grad``) in eval mode; its weights, ``requires_grad`` flags, ``.grad`` and train/eval mode
+    are left as they were. Buffers (e.g. batch-norm statistics) are constants. Memory grows
+    with ``B * P``: split large datasets into chunks.
+
+    Args:
+        model: any ``nn.Module`` called as ``model(x)``.
+        batch: ``x`` or ``(x, *rest)``, see the module docstring for the loss protocol.
+        loss_fn: ``loss_fn(outputs, target) -> (B,)`` per-sample loss.
+        parameters: parameters to differentiate, see :func:`select_parameters`.
+        targets: ``"labels"`` (target = ``batch[1]``) or ``"inputs"`` (target = ``x``).
+        values: replacement values (e.g. from a checkpoint) for parameters and buffers, by
+            name; names not given use the model's current tensors.
+
+    Returns:
+        ``(B, P)``: the gradients of the selected parameters, concatenated in model order.
+
+    Example:
+        >>> net = nn.Linear(3, 1, bias=False)
+        >>> x, y = torch.ones(2, 3), torch.zeros(2, 1)
+        >>> loss = lambda out, t: ((out - t) ** 2).sum(1)
+        >>> g = per_sample_grads(net, (x, y), loss)
+        >>> torch.allclose(g, 2 * net(x).detach() * x)
+        True
+    """
+    _check_targets(targets)
+    names = select_parameters(model, parameters)
+    x, target = _split_batch(batch, targets)
+    with eval_mode(model), grad_enabled(x, target) as (x, target):
+        grads = _vmap_grads(
+            model, x, target, loss_fn, names, targets == "inputs", _values(model, values or {})
+        )
+    return torch.cat([grads[n].reshape(len(x), -1) for n in names], dim=1)
+
+
+# ------------------------------------------------------------------------ structured gradients
+@dataclass
+class _GradBlocks:
+    """Per-sample gradients of ``B`` samples, partly factored.
+
+    ``parts`` holds materialised gradients ``(B, n)`` by parameter name. Each ``factored`` entry
+    ``(name, A, D)`` is a ``Linear`` weight whose per-sample gradient is the outer product
+    ``D[i] A[i]^T``: dot products and norms follow from ``A`` and ``D`` without forming it.
+    """
+
+    parts: list[tuple[str, Tensor]]
+    factored: list[tuple[str, Tensor, Tensor]]
+    _dense: Tensor | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.parts[0][1]) if self.parts else len(self.factored[0][1])
+
+    def dense(self) -> Tensor:
+        """The materialised parts side by side, ``(B, sum n)`` (computed once)."""
+        if self._dense is None:
+            if self.parts:
+                self._dense = torch.cat([t for _, t in self.parts], dim=1)
+            else:
+                a = self.factored[0][1]
+                self._dense = a.new_zeros(len(a), 0)
+        return self._dense
+
+    def scale(
+        self, columns: Mapping[str, float] | None = None, rows: Tensor | None = None
+    ) -> _GradBlocks:
+        """Multiply parameter ``name``'s gradients by ``columns[name]`` and sample ``i`` by ``rows[i]``."""
+        parts, factored = list(self.parts), list(self.factored)
+        if columns is not None:
+            parts = [(n, t * float(columns[n])) for n, t in parts]
+            factored = [(n, a, d * float(columns[n])) for n, a, d in factored]
+        if rows is not None:
+            parts = [(n, t * rows[:, None]) for n, t in parts]
+            factored = [(n, a, d * rows[:, None]) for n, a, d in factored]
+        return _GradBlocks(parts, factored)
+
+    def sq_norms(self) -> Tensor:
+        """``(B,)`` squared norms of the full per-sample gradients."""
+        total = None
+        for _, t in self.parts:
+            total = _add(total, torch.linalg.vecdot(t, t))
+        for _, a, d in self.factored:
+            total = _add(total, torch.linalg.vecdot(a, a) * torch.linalg.vecdot(d, d))
+        return cast(Tensor, total)
+
+    def dot(self, other: _GradBlocks) -> Tensor:
+        """``(B, B_other)`` dot products with the per-sample gradients of ``other``."""
+        out = self.dense() @ other.dense().T
+        for (_, a, d), (_, a2, d2) in zip(self.factored, other.factored):
+            out = out + (a @ a2.T) * (d @ d2.T)
+        return out
+
+    def flatten(self, names: Sequence[str]) -> Tensor:
+        """Materialise ``(B, P)`` in the order of ``names``."""
+        parts = dict(self.parts)
+        for n, a, d in self.factored:
+            parts[n] = (d[:, :, None] * a[:, None, :]).reshape(len(a), -1)
+        return torch.cat([parts[n] for n in names], dim=1)
+
+
+def _add(total: Tensor | None, value: Tensor) -> Tensor:
+    return value if total is None else total + value
+
+
+def _fast_modules(model: nn.Module, names: Sequence[str]) -> dict[str, nn.Module]:
+    """``Linear``/``Conv2d`` modules whose weight is tracked and whose parameters are not shared."""
+    owners: dict[int, int] = {}
+    for _, module in model.named_modules(remove_duplicate=False):
+        for p in module.parameters(recurse=False):
+            owners[id(p)] = owners.get(id(p), 0) + 1
+    tracked = set(names)
+    found = {}
+    for prefix, module in model.named_modules():
+        if type(module) is nn.Conv2d:
+            if (
+                module.groups != 1
+                or module.padding_mode != "zeros"
+                or isinstance(module.padding, str)
+            ):
+                continue
+        elif type(module) is not nn.Linear:
+            continue
+        if f"{prefix}.weight" in tracked and all(
+            owners[id(p)] == 1 for p in module.parameters(recurse=False)
+        ):
+            found[prefix] = module
+    return found
+
+
+def _conv2d_sample_grads(module: nn.Conv2d, a: Tensor, d: Tensor) -> Tensor:
+    """Per-sample ``Conv2d`` weight gradients: the weight gradient of a convolution whose
+    groups are the samples (one batched backend call, no im2col)."""
+    b, o = d.shape[:2]
+    shape = (b * o, *module.weight.shape[1:])
+    stand_in = module.weight.new_empty(shape)  # only its sizes are read
+    _, grads, _ = torch.ops.aten.convolution_backward(
+        d.reshape(1, b * o, *d.shape[2:]),
+        a.reshape(1, -1, *a.shape[2:]),
+        stand_in,
+        None,
+        list(module.stride),
+        list(module.padding),
+        list(module.dilation),
+        False,
+        [0, 0],
+        b,
+        [False, True, False],
+    )
+    return grads.reshape(b, o, -1)
+
+
+def _layer_blocks(
+    model: nn.Module,
+    modules: dict[str, nn.Module],
+    x: Tensor,
+    target: Tensor,
+    loss_fn: LossFn,
+    label_free: bool,
+    state: dict[str, Tensor],
+    names: set[str],
+) -> tuple[dict[str, Tensor], list[tuple[str, Tensor, Tensor]]]:
+    """Per-sample ``Linear``/``Conv2d`` gradients from layer inputs and output gradients."""
+    calls: dict[str, list[tuple[Tensor, Tensor]]] = {name: [] for name in modules}
+
+    def recorder(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+            calls[name].append((inputs[0].detach(), output))
+
+        return hook
+
+    handles = [m.register_forward_hook(recorder(n)) for n, m in modules.items()]
+    try:
+        # parameters as leaves that require grad, so every layer output is part of the graph
+        params = {n for n, _ in model.named_parameters()}
+        leaves = {
+            n: t.detach().requires_grad_(n in params and t.is_floating_point())
+            for n, t in state.items()
+        }
+        out = functional_call(model, leaves, (x,), strict=False)
+    finally:
+        for h in handles:
+            h.remove()
+    loss = _check_loss(loss_fn(out, x if label_free else target), len(x))
+    outputs = [o for name in modules for _, o in calls[name]]
+    deltas = iter(torch.autograd.grad(loss.sum(), outputs, allow_unused=True))
+    dense: dict[str, Tensor] = {}
+    factored = []
+    b = len(x)
+    for name, module in modules.items():
+        weight = bias = None
+        for a, o in calls[name]:
+            d = next(deltas)
+            d = torch.zeros_like(o) if d is None else d.detach()
+            if isinstance(module, nn.Conv2d):
+                g, gb = _conv2d_sample_grads(module, a, d), d.sum((2, 3))
+            elif a.dim() == 2 and len(calls[name]) == 1:
+                factored.append((f"{name}.weight", a, d))
+                g, gb = None, d
+            else:
+                a, d = a.reshape(b, -1, a.shape[-1]), d.reshape(b, -1, d.shape[-1])
+                g, gb = torch.einsum("bto,bti->boi", d, a), d.sum(1)
+            weight = g if weight is None else weight + g
+            bias = gb if bias is None else bias + gb
+        if weight is not None:
+            dense[f"{name}.weight"] = weight.reshape(b, -1)
+        if bias is not None and f"{name}.bias" in names:
+            dense[f"{name}.bias"] = bias
+    return dense, factored
+
+
+def _grad_blocks(
+    model: nn.Module,
+    batch: Tensor | Sequence[Tensor],
+    loss_fn: LossFn,
+    names: Sequence[str],
+    *,
+    targets: str,
+    values: Mapping[str, Tensor],
+    fast: bool = True,
+) -> _GradBlocks:
+    """Per-sample gradients of ``names`` as :class:`_GradBlocks`.
+
+    With ``fast``, tracked ``Linear``/``Conv2d`` layers get their gradients from one batched
+    backward pass (layer inputs times output gradients; a ``Linear`` weight on 2-D inputs stays
+    factored), and every other tracked parameter from ``torch.func``.
+    """
+    x, target = _split_batch(batch, targets)
+    label_free = targets == "inputs"
+    modules = _fast_modules(model, names) if fast else {}
+    covered = {f"{m}.{p}" for m in modules for p in ("weight", "bias")}
+    rest = [n for n in names if n not in covered]
+    with eval_mode(model), grad_enabled(x, target) as (x, target):
+        state = _values(model, values)
+        dense = _vmap_grads(model, x, target, loss_fn, rest, label_free, state) if rest else {}
+        factored: list[tuple[str, Tensor, Tensor]] = []
+        if modules:
+            layer_dense, factored = _layer_blocks(
+                model, modules, x, target, loss_fn, label_free, state, set(names)
+            )
+            dense.update(layer_dense)
+    parts = [(n, dense[n].reshape(len(x), -1)) for n in names if n in dense]
+    return _GradBlocks(parts, factored)

@@ -1,0 +1,498 @@
+r"""TracIn: training-data influence from gradients at saved checkpoints.
+
+.. math::
+
+    \mathrm{TracIn}(z, z') = \sum_c \eta_c \, \nabla_\theta \ell(\theta_c, z) \cdot
+    \nabla_\theta \ell(\theta_c, z')
+
+summed over checkpoints :math:`c` taken during training with learning rate :math:`\eta_c`.
+Self-influence (:math:`z = z'`) is large for examples the model had to work hard to fit, which
+is where mislabeled examples end up.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+from tqdm.auto import tqdm
+
+from lightning_xai.influence.checkpoints import Checkpoint, CheckpointStore
+from lightning_xai.influence.per_sample_grads import (
+    LossFn,
+    ParameterSpec,
+    Targets,
+    _check_targets,
+    _grad_blocks,
+    _GradBlocks,
+    per_sample_grads,
+    select_parameters,
+)
+
+__all__ = ["InfluenceResult", "SelfInfluenceResult", "TopKResult", "TracIn"]
+
+Data = Tensor | Sequence[Tensor] | Dataset | DataLoader
+Checkpoints = CheckpointStore | str | os.PathLike | Sequence[Checkpoint | str | os.PathLike]
+
+
+@dataclass
+class SelfInfluenceResult:
+    """Self-influence scores of ``N`` examples (higher: more suspicious).
+
+    Attributes:
+        scores: ``(N,)`` tensor, in the order of the data.
+    """
+
+    scores: Tensor
+
+    def ranking(self) -> Tensor:
+        """Indices sorted by decreasing self-influence."""
+        return torch.argsort(self.scores, descending=True, stable=True)
+
+    def top(self, k: int) -> Tensor:
+        """Indices of the ``k`` most self-influential examples."""
+        return self.ranking()[:k]
+
+    def recall(self, flags: Tensor, fraction: float) -> float:
+        """Share of flagged examples (e.g. mislabeled) found by checking the top ``fraction``.
+
+        Example:
+            >>> r = SelfInfluenceResult(torch.tensor([0.9, 0.1, 0.8, 0.2]))
+            >>> r.recall(torch.tensor([True, False, False, True]), fraction=0.5)
+            0.5
+        """
+        if not 0.0 < fraction <= 1.0:
+            raise ValueError(f"`fraction` must be in (0, 1], got {fraction!r}.")
+        flags = torch.as_tensor(flags, dtype=torch.bool).cpu()
+        if flags.shape != self.scores.shape:
+            raise ValueError(
+                f"`flags` has shape {tuple(flags.shape)}, expected {tuple(self.scores.shape)}."
+            )
+        total = int(flags.sum())
+        if total == 0:
+            return float("nan")
+        checked = self.top(math.ceil(fraction * len(self.scores)))
+        return float(flags[checked].sum()) / total
+
+
+@dataclass
+class InfluenceResult:
+    """Influence of ``N`` training examples on ``M`` test examples.
+
+    Attributes:
+        scores: ``(M, N)``; ``scores[i, j]`` is the influence of training example ``j`` on
+            test example ``i`` (positive: a proponent, training on it lowered the test loss).
+    """
+
+    scores: Tensor
+
+
+@dataclass
+class TopKResult:
+    """The ``k`` strongest proponents (or opponents) of each of ``M`` test examples.
+
+    Attributes:
+        indices: ``(M, k)`` training-set indices, strongest first.
+        scores: ``(M, k)`` their influence scores.
+        proponents: ``True`` for proponents (largest scores), ``False`` for opponents.
+    """
+
+    indices: Tensor
+    scores: Tensor
+    proponents: bool
+
+
+# ---------------------------------------------------------------------------- data handling
+def _num_examples(data: Data) -> int:
+    if isinstance(data, DataLoader):
+        return len(data.sampler) if data.batch_size is not None else len(data)  # type: ignore[arg-type]
+    if isinstance(data, Tensor):
+        return len(data)
+    if isinstance(data, (tuple, list)):
+        return len(data[0])
+    return len(data)  # type: ignore[arg-type]
+
+
+def _check_data(data: Data, name: str) -> None:
+    if isinstance(data, DataLoader):
+        if isinstance(data.sampler, RandomSampler):
+            raise ValueError(
+                f"`{name}` is a DataLoader that shuffles; scores are returned in data order, "
+                "so pass a loader with shuffle=False (or the dataset itself)."
+            )
+        return
+    if isinstance(data, Tensor):
+        return
+    if isinstance(data, (tuple, list)):
+        if not data or not all(isinstance(t, Tensor) for t in data):
+            raise TypeError(f"`{name}` as a tuple must hold tensors (x, y, ...); got {data!r:.80}.")
+        lengths = {len(t) for t in data}
+        if len(lengths) != 1:
+            raise ValueError(
+                f"`{name}` tensors have different lengths {sorted(lengths)}; they must match."
+            )
+        return
+    if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
+        raise TypeError(
+            f"`{name}` must be a Dataset, a DataLoader, a tensor or a tuple of tensors; got "
+            f"{type(data).__name__}."
+        )
+
+
+def _chunks(data: Data, batch_size: int) -> Iterator[Tensor | tuple[Tensor, ...]]:
+    """Yield batches of at most ``batch_size`` examples, in data order."""
+    if isinstance(data, Tensor):
+        yield from data.split(batch_size)
+        return
+    if isinstance(data, (tuple, list)):
+        yield from zip(*(t.split(batch_size) for t in data))
+        return
+    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size)
+    for batch in loader:
+        if isinstance(batch, Tensor):
+            yield from batch.split(batch_size)
+        else:
+            yield from zip(*(t.split(batch_size) for t in batch))
+
+
+def _to(batch: Tensor | tuple[Tensor, ...], device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device)
+    return tuple(t.to(device) if isinstance(t, Tensor) else t for t in batch)
+
+
+def _cat_blocks(blocks: list[_GradBlocks]) -> _GradBlocks:
+    """Stack the blocks of consecutive chunks (same model, same parameters)."""
+    parts = [
+        (name, torch.cat([b.parts[i][1] for b in blocks]))
+        for i, (name, _) in enumerate(blocks[0].parts)
+    ]
+    factored = [
+        (
+            name,
+            torch.cat([b.factored[i][1] for b in blocks]),
+            torch.cat([b.factored[i][2] for b in blocks]),
+        )
+        for i, (name, _, _) in enumerate(blocks[0].factored)
+    ]
+    return _GradBlocks(parts, factored)
+
+
+# ---------------------------------------------------------------------------- TracIn
+class TracIn:
+    r"""Training-data influence with TracIn over saved checkpoints.
+
+    .. math::
+
+        \mathrm{TracIn}(z, z') = \sum_c \eta_c \, \nabla_\theta \ell(\theta_c, z) \cdot
+        \nabla_\theta \ell(\theta_c, z')
+
+    Per-sample gradients are computed ``batch_size`` examples at a time (see ``method``), so
+    memory is bounded by the chunk size, not the dataset size; each checkpoint is loaded once
+    and the test gradients are computed once per checkpoint. The model itself is never
+    modified: checkpoint values are passed to a functional call (``torch.func``), and
+    train/eval mode is restored. Gradients are taken in eval mode.
+
+    Args:
+        model: the network, called as ``model(x)``.
+        checkpoints: a :class:`~lightning_xai.influence.CheckpointStore`, its directory (as
+            written by :class:`~lightning_xai.callbacks.TracInCheckpoint`), or a list of
+            :class:`~lightning_xai.influence.Checkpoint` objects or ``.pt`` paths. Parameters
+            and buffers missing from a checkpoint take the model's current values.
+        loss_fn: per-sample loss ``loss_fn(outputs, target) -> (B,)``; see ``targets``.
+        parameters: the parameters :math:`\theta` whose gradients count: ``None`` (all that
+            require grad), ``"all"``, ``"last"`` (the last layer) or names/glob patterns.
+        projection_dim: if set, gradients are multiplied by a seeded Gaussian matrix
+            ``(P, projection_dim)`` scaled by ``1/sqrt(projection_dim)`` (an unbiased estimate
+            of the dot products, with less memory for wide models).
+        normalize: cosine variant: each checkpoint's gradients are scaled to unit norm, so
+            ``sum_c eta_c cos(g_c(z), g_c(z'))`` is returned (not for self-influence).
+        batch_size: examples per vectorised gradient chunk.
+        targets: ``"labels"``: batches are ``(x, y, ...)`` and the loss is
+            ``loss_fn(model(x), y)``; ``"inputs"``: label-free, ``loss_fn(model(x), x)``.
+        seed: seed of the random projection.
+        show_progress: show a tqdm progress bar.
+        device: where gradients are computed; default: the model's device.
+        method: ``"auto"``: ``Linear``/``Conv2d`` weights get their per-sample gradients from
+            one batched backward pass (a ``Linear`` weight's gradient stays in factored form,
+            input times output gradient, so dot products never form it) and every other
+            parameter from ``torch.func``; checked once against ``torch.func`` on two samples.
+            ``"vmap"``: ``torch.func`` (``vmap`` over ``grad``) for every parameter.
+
+    ``data`` arguments may be a ``Dataset`` (indexed in order), a ``DataLoader`` that does not
+    shuffle, a tensor ``x`` (label-free) or a tuple of tensors ``(x, y, ...)``.
+
+    Example:
+        >>> import torch, torch.nn.functional as F
+        >>> from torch import nn
+        >>> net = nn.Linear(2, 2)
+        >>> ckpts = [Checkpoint.from_module(net, lr=0.5)]
+        >>> loss = lambda out, y: F.cross_entropy(out, y, reduction="none")
+        >>> tracin = TracIn(net, ckpts, loss, show_progress=False)
+        >>> x, y = torch.randn(6, 2), torch.tensor([0, 1, 0, 1, 0, 1])
+        >>> tracin.self_influence((x, y)).scores.shape
+        torch.Size([6])
+        >>> tracin.top_k((x[:2], y[:2]), (x, y), k=3).indices.shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        checkpoints: Checkpoints,
+        loss_fn: LossFn,
+        parameters: ParameterSpec = None,
+        projection_dim: int | None = None,
+        normalize: bool = False,
+        batch_size: int = 256,
+        targets: Targets = "labels",
+        seed: int = 0,
+        show_progress: bool = True,
+        device: torch.device | str | None = None,
+        method: Literal["auto", "vmap"] = "auto",
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
+        if not callable(loss_fn):
+            raise TypeError(
+                f"`loss_fn` must be callable (outputs, target) -> (B,), got {loss_fn!r}."
+            )
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+        if projection_dim is not None and (
+            not isinstance(projection_dim, int)
+            or isinstance(projection_dim, bool)
+            or projection_dim < 1
+        ):
+            raise ValueError(
+                f"`projection_dim` must be None or a positive integer, got {projection_dim!r}."
+            )
+        _check_targets(targets)
+        if method not in ("auto", "vmap"):
+            raise ValueError(f"`method` must be 'auto' or 'vmap', got {method!r}.")
+        self.method = method
+        self._fast_ok = True
+        self._verified = False
+        self.model = model
+        self.loss_fn = loss_fn
+        self.names = select_parameters(model, parameters)
+        self.projection_dim = projection_dim
+        self.normalize = bool(normalize)
+        self.batch_size = batch_size
+        self.targets = targets
+        self.seed = seed
+        self.show_progress = show_progress
+        if device is None:
+            tensors = [*model.parameters(), *model.buffers()]
+            device = tensors[0].device if tensors else "cpu"
+        self.device = torch.device(device)
+        self._sources = self._resolve_checkpoints(checkpoints)
+        self._projection: Tensor | None = None
+        params = dict(model.named_parameters())
+        self._sizes = [params[n].numel() for n in self.names]
+
+    # ------------------------------------------------------------------ checkpoints
+    def _resolve_checkpoints(self, checkpoints: Checkpoints) -> list[Any]:
+        if isinstance(checkpoints, (str, os.PathLike)) and Path(checkpoints).is_dir():
+            checkpoints = CheckpointStore(checkpoints)
+        if isinstance(checkpoints, CheckpointStore):
+            sources: list[Any] = [(checkpoints, e) for e in checkpoints.entries]
+            where = f"store {checkpoints.dirpath}"
+        elif isinstance(checkpoints, (str, os.PathLike, Checkpoint)):
+            sources, where = [checkpoints], "`checkpoints`"
+        else:
+            sources, where = list(checkpoints), "`checkpoints`"
+        if not sources:
+            raise ValueError(
+                f"No checkpoints in {where}: record some during training with "
+                "TracInCheckpoint or pass a list of Checkpoint objects."
+            )
+        for source in sources:
+            held = None
+            if isinstance(source, tuple):
+                held = source[1].params
+            elif isinstance(source, Checkpoint):
+                held = tuple(source.params)
+            elif isinstance(source, (str, os.PathLike)):
+                if not Path(source).is_file():
+                    raise ValueError(f"Checkpoint file {str(source)!r} does not exist.")
+            else:
+                raise TypeError(
+                    "`checkpoints` entries must be Checkpoint objects or .pt paths, got "
+                    f"{type(source).__name__}."
+                )
+            if held is not None:
+                self._check_held(held, source)
+        return sources
+
+    def _check_held(self, held: Sequence[str], source: Any) -> None:
+        missing = [n for n in self.names if n not in held]
+        if missing:
+            raise ValueError(
+                f"A checkpoint ({source!r:.120}) lacks the tracked parameters {missing}; it holds "
+                f"{list(held)[:8]}. Pass `parameters=` the names the checkpoints hold (e.g. "
+                "'last' when TracInCheckpoint tracked the last layer)."
+            )
+
+    def _load(self, source: Any) -> Checkpoint:
+        if isinstance(source, Checkpoint):
+            return source
+        if isinstance(source, tuple):
+            return source[0].load(source[1])
+        data = torch.load(source, map_location="cpu", weights_only=True)
+        ckpt = Checkpoint(params=data["params"], lr=data["lr"], buffers=data.get("buffers", {}))
+        self._check_held(tuple(ckpt.params), source)
+        return ckpt
+
+    def _prepare(self, source: Any) -> tuple[dict[str, Tensor], float, dict[str, float] | None]:
+        """Checkpoint values on the device, the checkpoint weight and per-parameter scales."""
+        ckpt = self._load(source)
+        values = {n: t.to(self.device) for n, t in {**ckpt.buffers, **ckpt.params}.items()}
+        if not isinstance(ckpt.lr, dict):
+            return values, float(ckpt.lr), None
+        rates = {n: ckpt.lr_of(n) for n in self.names}
+        if self.normalize:  # unit-norm gradients: the checkpoint weight is the mean rate
+            mean = sum(rates[n] * size for n, size in zip(self.names, self._sizes)) / sum(
+                self._sizes
+            )
+            return values, mean, {n: math.sqrt(r) for n, r in rates.items()}
+        return values, 1.0, {n: math.sqrt(r) for n, r in rates.items()}
+
+    # ------------------------------------------------------------------ gradients
+    def _blocks(self, batch: Any, values: dict[str, Tensor]) -> _GradBlocks:
+        batch = _to(batch, self.device)
+        fast = self.method == "auto" and self._fast_ok
+        kwargs = dict(targets=self.targets, values=values)
+        blocks = _grad_blocks(self.model, batch, self.loss_fn, self.names, fast=fast, **kwargs)
+        if fast and not self._verified:
+            self._verified = True
+            head = batch[:2] if isinstance(batch, Tensor) else tuple(t[:2] for t in batch)
+            reference = per_sample_grads(self.model, head, self.loss_fn, self.names, **kwargs)
+            got = blocks.flatten(self.names)[: len(reference)]
+            tol = 1e-4 * float(reference.abs().max()) + 1e-8
+            if not torch.allclose(got, reference, rtol=1e-3, atol=tol):
+                warnings.warn(
+                    "TracIn: the Linear/Conv2d fast path disagrees with torch.func on this model "
+                    "(shared weights or samples interacting in a batch?); using torch.func for "
+                    "every parameter. Pass method='vmap' to skip this check.",
+                    stacklevel=3,
+                )
+                self._fast_ok = False
+                blocks = _grad_blocks(
+                    self.model, batch, self.loss_fn, self.names, fast=False, **kwargs
+                )
+        return blocks
+
+    def _grads(
+        self, batch: Any, values: dict[str, Tensor], columns: dict[str, float] | None
+    ) -> _GradBlocks:
+        blocks = self._blocks(batch, values)
+        if columns is not None:
+            blocks = blocks.scale(columns=columns)
+        if self.projection_dim is not None:
+            dense = blocks.flatten(self.names)
+            if self._projection is None:
+                g = torch.Generator().manual_seed(self.seed)
+                matrix = torch.randn(dense.shape[1], self.projection_dim, generator=g)
+                self._projection = (matrix / math.sqrt(self.projection_dim)).to(
+                    self.device, dense.dtype
+                )
+            blocks = _GradBlocks([("projection", dense @ self._projection)], [])
+        if self.normalize:
+            blocks = blocks.scale(rows=blocks.sq_norms().sqrt().clamp_min(1e-12).reciprocal())
+        return blocks
+
+    def _bar(self, total: int, desc: str) -> tqdm:
+        return tqdm(
+            total=total, desc=desc, unit="sample", disable=not self.show_progress, leave=False
+        )
+
+    # ------------------------------------------------------------------ public API
+    def self_influence(self, data: Data) -> SelfInfluenceResult:
+        r"""Self-influence :math:`\sum_c \eta_c \lVert\nabla_\theta \ell(\theta_c, z)\rVert^2` of each example.
+
+        Args:
+            data: the examples (usually the training set), see the class docstring.
+
+        Returns:
+            :class:`SelfInfluenceResult` with ``scores`` of shape ``(N,)``.
+        """
+        if self.normalize:
+            raise ValueError(
+                "Self-influence with `normalize=True` is sum_c eta_c for every example; create "
+                "the TracIn with normalize=False for self-influence."
+            )
+        _check_data(data, "data")
+        total: Tensor | None = None
+        with self._bar(len(self._sources) * _num_examples(data), "TracIn self-influence") as bar:
+            for source in self._sources:
+                values, weight, scale = self._prepare(source)
+                parts = []
+                for batch in _chunks(data, self.batch_size):
+                    grads = self._grads(batch, values, scale)
+                    parts.append(grads.sq_norms().double() * weight)
+                    bar.update(len(grads))
+                contribution = torch.cat(parts)
+                total = contribution if total is None else total + contribution
+        return SelfInfluenceResult(scores=cast(Tensor, total).float().cpu())
+
+    def influence(self, test_data: Data, train_data: Data) -> InfluenceResult:
+        r"""Influence :math:`\mathrm{TracIn}(z_j, z'_i)` of every training example on every test example.
+
+        Args:
+            test_data: the ``M`` examples to explain.
+            train_data: the ``N`` training examples.
+
+        Returns:
+            :class:`InfluenceResult` with ``scores`` of shape ``(M, N)``.
+        """
+        _check_data(test_data, "test_data")
+        _check_data(train_data, "train_data")
+        size = _num_examples(test_data) + _num_examples(train_data)
+        total: Tensor | None = None
+        with self._bar(len(self._sources) * size, "TracIn influence") as bar:
+            for source in self._sources:
+                values, weight, scale = self._prepare(source)
+                test_grads = _cat_blocks(
+                    [self._grads(b, values, scale) for b in _chunks(test_data, self.batch_size)]
+                )
+                bar.update(len(test_grads))
+                parts = []
+                for batch in _chunks(train_data, self.batch_size):
+                    grads = self._grads(batch, values, scale)
+                    parts.append(test_grads.dot(grads).double() * weight)
+                    bar.update(len(grads))
+                contribution = torch.cat(parts, dim=1)
+                total = contribution if total is None else total + contribution
+        return InfluenceResult(scores=cast(Tensor, total).float().cpu())
+
+    def top_k(
+        self, test_data: Data, train_data: Data, k: int = 5, proponents: bool = True
+    ) -> TopKResult:
+        """The ``k`` strongest proponents (largest influence) or opponents (most negative).
+
+        Args:
+            test_data: the ``M`` examples to explain.
+            train_data: the ``N`` training examples.
+            k: how many training examples per test example.
+            proponents: ``True`` for proponents, ``False`` for opponents.
+
+        Returns:
+            :class:`TopKResult` with ``(M, k)`` indices into ``train_data`` and their scores.
+        """
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"`k` must be a positive integer, got {k!r}.")
+        n = _num_examples(train_data)
+        if k > n:
+            raise ValueError(f"`k`={k} exceeds the {n} training examples; pass k <= {n}.")
+        scores = self.influence(test_data, train_data).scores
+        values, indices = torch.topk(scores, k, dim=1, largest=proponents, sorted=True)
+        return TopKResult(indices=indices, scores=values, proponents=proponents)
