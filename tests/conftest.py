@@ -25,6 +25,16 @@ def _one_thread():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_ddp_port():
+    """Lightning keeps MASTER_PORT in the environment after a DDP run; give every test a fresh one."""
+    saved = {k: os.environ.pop(k) for k in ("MASTER_PORT", "MASTER_ADDR") if k in os.environ}
+    yield
+    for key in ("MASTER_PORT", "MASTER_ADDR"):
+        os.environ.pop(key, None)
+    os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
 def _deterministic_torch() -> None:
     torch.manual_seed(0)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")

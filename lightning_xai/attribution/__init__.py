@@ -1,3 +1,36 @@
-"""attribution."""
+"""Attributions with any captum method: resolution by name, baselines, label-free mode, checks."""
 
-__all__: list[str] = []
+from lightning_xai.attribution.attributor import AttributionWarning, Attributor, check_arguments
+from lightning_xai.attribution.baselines import gaussian_blur, make_baseline, mean_input
+from lightning_xai.attribution.checks import HookHazards, find_hook_hazards
+from lightning_xai.attribution.completeness import completeness_gaps, relative_completeness_gap
+from lightning_xai.attribution.label_free import LabelFreeOutput, latent_leaves
+from lightning_xai.attribution.methods import (
+    METHODS,
+    MethodSpec,
+    get_submodule,
+    method_spec,
+    resolve_method,
+)
+from lightning_xai.attribution.result import AttributionResult
+
+__all__ = [
+    "METHODS",
+    "AttributionResult",
+    "AttributionWarning",
+    "Attributor",
+    "HookHazards",
+    "LabelFreeOutput",
+    "MethodSpec",
+    "check_arguments",
+    "completeness_gaps",
+    "find_hook_hazards",
+    "gaussian_blur",
+    "get_submodule",
+    "latent_leaves",
+    "make_baseline",
+    "mean_input",
+    "method_spec",
+    "relative_completeness_gap",
+    "resolve_method",
+]

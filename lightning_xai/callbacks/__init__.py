@@ -1,10 +1,14 @@
 """Callbacks that explain a model during fit, validate and test."""
 
+from lightning_xai.callbacks.attribution_logger import AttributionLogger
 from lightning_xai.callbacks.base import XAICallback
+from lightning_xai.callbacks.example_importance import ExampleImportanceLogger
 from lightning_xai.callbacks.influence_logger import InfluenceLogger
 from lightning_xai.callbacks.tracin_checkpoint import TracInCheckpoint
 
 __all__ = [
+    "AttributionLogger",
+    "ExampleImportanceLogger",
     "InfluenceLogger",
     "TracInCheckpoint",
     "XAICallback",

@@ -1,6 +1,12 @@
 """influence."""
 
 from lightning_xai.influence.checkpoints import Checkpoint, CheckpointStore
+from lightning_xai.influence.latent import (
+    LabelFreeTracIn,
+    LatentNearestNeighbours,
+    SimplEx,
+    simplex_weights,
+)
 from lightning_xai.influence.per_sample_grads import per_sample_grads, select_parameters
 from lightning_xai.influence.tracin import InfluenceResult, SelfInfluenceResult, TopKResult, TracIn
 
@@ -8,9 +14,13 @@ __all__: list[str] = [
     "Checkpoint",
     "CheckpointStore",
     "InfluenceResult",
+    "LabelFreeTracIn",
+    "LatentNearestNeighbours",
     "SelfInfluenceResult",
+    "SimplEx",
     "TopKResult",
     "TracIn",
     "per_sample_grads",
     "select_parameters",
+    "simplex_weights",
 ]

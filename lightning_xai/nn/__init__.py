@@ -1,8 +1,11 @@
 """Layers and small reference networks (plain torch, no Lightning)."""
 
+from lightning_xai.nn.autoencoders import DigitsDecoder, DigitsEncoder
 from lightning_xai.nn.models import MLP, DigitsCNN
 
 __all__ = [
     "MLP",
     "DigitsCNN",
+    "DigitsDecoder",
+    "DigitsEncoder",
 ]

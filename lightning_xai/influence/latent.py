@@ -1,0 +1,526 @@
+"""Label-free example importance: SimplEx, latent nearest neighbours and label-free TracIn.
+
+Each explains a test example by the training (corpus) examples that account for its
+representation: SimplEx by the convex combination of corpus representations closest to it,
+nearest neighbours by distance, TracIn by the gradients of the model's own unsupervised loss.
+None needs labels or a ``Trainer``; for the first two the encoder is any callable from inputs to
+``(batch, d)`` representations (``module.encode``, an ``nn.Module``), run on the encoder's device
+in batches over test examples. All three share ``attribute(test, train) -> (n_test, n_train)``
+and ``top_k(test, train, k)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from lightning_xai.influence.tracin import Checkpoints, TopKResult, TracIn
+
+__all__ = [
+    "LabelFreeTracIn",
+    "LatentNearestNeighbours",
+    "SimplEx",
+    "simplex_weights",
+]
+
+Encoder = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _module_of(encoder: Encoder) -> nn.Module | None:
+    if isinstance(encoder, nn.Module):
+        return encoder
+    owner = getattr(encoder, "__self__", None)
+    return owner if isinstance(owner, nn.Module) else None
+
+
+def _device_of(encoder: Encoder, fallback: torch.device) -> torch.device:
+    module = _module_of(encoder)
+    if module is not None:
+        for tensor in module.parameters():
+            return tensor.device
+        for tensor in module.buffers():
+            return tensor.device
+    return fallback
+
+
+def _check_positive_int(name: str, value: object, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        hint = "a positive integer or None" if allow_none else "a positive integer"
+        raise ValueError(f"`{name}` must be {hint}, got {value!r}.")
+
+
+def _check_2d(name: str, tensor: object) -> torch.Tensor:
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(tensor).__name__}.")
+    if tensor.ndim != 2 or tensor.shape[0] == 0:
+        raise ValueError(
+            f"`{name}` must be a non-empty (n, d) tensor of representations, got shape "
+            f"{tuple(tensor.shape)}; encode the inputs first or call `attribute` on inputs."
+        )
+    return tensor
+
+
+class _LatentExplainer:
+    """Shared plumbing: batched encoding on the encoder's device, scores, top-k queries."""
+
+    def __init__(self, encoder: Encoder, batch_size: int) -> None:
+        if not callable(encoder):
+            raise TypeError(
+                f"`encoder` must be a callable from inputs to (batch, d) representations, such as "
+                f"`module.encode`, got {type(encoder).__name__}."
+            )
+        _check_positive_int("batch_size", batch_size)
+        self.encoder = encoder
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def encode(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Representations of ``inputs`` (``(n, ...)``), in batches, on the encoder's device."""
+        if not isinstance(inputs, torch.Tensor):
+            raise TypeError(f"Inputs must be a torch.Tensor, got {type(inputs).__name__}.")
+        if inputs.ndim == 0 or len(inputs) == 0:
+            raise ValueError(
+                f"Inputs must hold at least one example, got shape {tuple(inputs.shape)}."
+            )
+        device = _device_of(self.encoder, inputs.device)
+        module = _module_of(self.encoder)
+        was_training = module.training if module is not None else False
+        if module is not None:
+            module.eval()
+        try:
+            chunks = [
+                self.encoder(inputs[i : i + self.batch_size].to(device)).flatten(1)
+                for i in range(0, len(inputs), self.batch_size)
+            ]
+        finally:
+            if module is not None and was_training:
+                module.train()
+        return torch.cat(chunks).detach()
+
+    def attribute(self, test: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+        """Importance of every training example for every test example: ``(n_test, n_train)``.
+
+        Args:
+            test: test inputs ``(n_test, ...)``.
+            train: training (corpus) inputs ``(n_train, ...)``.
+        """
+        return self.attribute_latent(self.encode(test), self.encode(train))
+
+    def attribute_latent(
+        self, test_latent: torch.Tensor, train_latent: torch.Tensor
+    ) -> torch.Tensor:
+        """As :meth:`attribute`, from representations ``(n_test, d)`` and ``(n_train, d)``."""
+        test_latent = _check_2d("test_latent", test_latent)
+        train_latent = _check_2d("train_latent", train_latent).to(test_latent.device)
+        if test_latent.shape[1] != train_latent.shape[1]:
+            raise ValueError(
+                f"Test and train representations differ in size: {test_latent.shape[1]} vs "
+                f"{train_latent.shape[1]}; encode both with the same encoder."
+            )
+        rows = [
+            self._scores(test_latent[i : i + self.batch_size], train_latent)
+            for i in range(0, len(test_latent), self.batch_size)
+        ]
+        return torch.cat(rows)
+
+    def _scores(self, test_latent: torch.Tensor, train_latent: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def top_k(self, test: torch.Tensor, train: torch.Tensor, k: int = 5) -> TopKResult:
+        """The ``k`` most important training examples of each test example, best first.
+
+        Returns a :class:`~lightning_xai.influence.TopKResult` with ``(n_test, k)`` indices into
+        ``train`` and their scores. Ties in score (SimplEx gives most of the corpus weight zero)
+        are broken by latent distance, nearest first.
+        """
+        _check_positive_int("k", k)
+        h_test, h_train = self.encode(test), self.encode(train)
+        if k > len(h_train):
+            raise ValueError(
+                f"`k` must be at most the number of training examples ({len(h_train)}), got {k}."
+            )
+        scores = self.attribute_latent(h_test, h_train)
+        distance = torch.cdist(h_test, h_train)
+        order = distance.argsort(dim=1, stable=True)
+        ranked = scores.gather(1, order).argsort(dim=1, descending=True, stable=True)[:, :k]
+        indices = order.gather(1, ranked)
+        return TopKResult(indices=indices, scores=scores.gather(1, indices), proponents=True)
+
+
+def _affine_min_norm(
+    points: torch.Tensor, valid: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """Coefficients (summing to one) of the min-norm point of the affine hull of valid points.
+
+    ``points`` is ``(k, S, d)``; invalid slots get coefficient zero. With ``M = P P^T + s 1 1^T``,
+    the coefficients are ``M^{-1} 1`` normalised (Wolfe's formulation; ``s`` only conditions it).
+    """
+    vv = valid.to(points.dtype)
+    gram = (points @ points.transpose(1, 2) + scale) * (vv[:, :, None] * vv[:, None, :])
+    gram = gram + torch.diag_embed(1.0 - vv + 1e-12 * scale)
+    chol, _ = torch.linalg.cholesky_ex(gram)
+    coef = torch.cholesky_solve(vv[:, :, None], chol)[..., 0]
+    return coef / coef.sum(1, keepdim=True)
+
+
+def simplex_weights(
+    test_latent: torch.Tensor,
+    corpus_latent: torch.Tensor,
+    max_iter: int = 500,
+    tol: float = 1e-8,
+) -> torch.Tensor:
+    r"""Convex weights that best rebuild each test representation from corpus representations.
+
+    Solves, for every row :math:`h_i` of ``test_latent`` at once,
+
+    .. math:: w_i = \arg\min_{w \in \Delta^{n}} \big\|h_i - \textstyle\sum_j w_{j} c_j\big\|^2,
+        \qquad \Delta^n = \{w \ge 0, \textstyle\sum_j w_j = 1\},
+
+    that is, the point of the convex hull of the corpus nearest to :math:`h_i`, with Wolfe's
+    min-norm-point algorithm: an active set of at most ``d + 1`` corpus examples, grown by the one
+    that most decreases the error and pruned when a weight reaches zero, with an exact
+    affine solve each step. It terminates in finitely many steps; the loop stops when a row's
+    duality gap is below ``tol`` times the corpus variance. All rows run together (rows that have
+    converged drop out), on the device of the inputs. A large shared corpus (over 2048
+    examples) is first searched among each row's 256 nearest examples and the result then
+    continued over the whole corpus, which certifies it: the same answer, found sooner. Weights
+    are sparse: at most ``d + 1`` are non-zero.
+
+    Args:
+        test_latent: ``(m, d)`` representations to decompose.
+        corpus_latent: ``(n, d)`` corpus shared by all rows, or ``(m, n, d)``: one corpus per
+            row.
+        max_iter: cap on the number of active-set additions.
+        tol: relative tolerance on the duality gap.
+
+    Returns:
+        ``(m, n)`` weights; each row is non-negative and sums to one.
+
+    Example:
+        >>> corpus = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+        >>> w = simplex_weights(torch.tensor([[0.25, 0.5], [2.0, 2.0]]), corpus)
+        >>> torch.allclose(w, torch.tensor([[0.25, 0.25, 0.5], [0.0, 0.5, 0.5]]), atol=1e-6)
+        True
+    """
+    h, corpus = test_latent, corpus_latent
+    m, d = h.shape
+    n = corpus.shape[-2]
+    flat = corpus.double().reshape(-1, d)
+    scale = (flat - flat.mean(0)).pow(2).sum(1).mean().clamp_min(1e-30)
+    screen = 256  # large corpora: search each row's nearest examples first
+    if corpus.ndim == 2 and n > 8 * screen:
+        near = (corpus.pow(2).sum(1) - 2 * h @ corpus.T).topk(screen, dim=1, largest=False).indices
+        state = _ActiveSet.start(h, corpus[near])
+        _wolfe(h, corpus[near], state, scale, max_iter, tol)
+        state.index = near.gather(1, state.index)
+    else:
+        state = _ActiveSet.start(h, corpus)
+    _wolfe(h, corpus, state, scale, max_iter, tol)
+    weights = torch.zeros(m, n, dtype=torch.float64, device=h.device)
+    weights.scatter_add_(1, state.index, state.lam)
+    return weights.to(h.dtype)
+
+
+@dataclass
+class _ActiveSet:
+    """Wolfe's corral per row: ``slots`` corpus indices, which are in use, weights, and points
+    ``c_j - h`` (float64)."""
+
+    index: torch.Tensor
+    valid: torch.Tensor
+    lam: torch.Tensor
+    points: torch.Tensor
+
+    @classmethod
+    def start(cls, h: torch.Tensor, corpus: torch.Tensor) -> _ActiveSet:
+        """Each row starts at its nearest corpus example."""
+        m, d = h.shape
+        rows = torch.arange(m, device=h.device)
+        if corpus.ndim == 2:
+            first = (corpus.pow(2).sum(1) - 2 * h @ corpus.T).argmin(1)
+            atom = corpus[first]
+        else:
+            first = (corpus - h[:, None]).pow(2).sum(-1).argmin(1)
+            atom = corpus[rows, first]
+        slots = min(d + 2, corpus.shape[-2] + 1)
+        state = cls(
+            index=torch.zeros(m, slots, dtype=torch.long, device=h.device),
+            valid=torch.zeros(m, slots, dtype=torch.bool, device=h.device),
+            lam=torch.zeros(m, slots, dtype=torch.float64, device=h.device),
+            points=torch.zeros(m, slots, d, dtype=torch.float64, device=h.device),
+        )
+        state.index[:, 0], state.valid[:, 0], state.lam[:, 0] = first, True, 1.0
+        state.points[:, 0] = atom.double() - h.double()
+        return state
+
+
+def _wolfe(
+    h: torch.Tensor,
+    corpus: torch.Tensor,
+    state: _ActiveSet,
+    scale: torch.Tensor,
+    max_iter: int,
+    tol: float,
+) -> None:
+    """Run Wolfe's major/minor cycles on ``state`` (in place) over a shared ``(n, d)`` corpus or
+    per-row ``(m, n, d)`` corpora; converged rows drop out of the work."""
+    shared = corpus.ndim == 2
+    h64, c64 = h.double(), corpus.double()
+    corpus_t = corpus.T.contiguous() if shared else corpus
+    slots = state.index.shape[1]
+    threshold = tol * scale
+    active = torch.arange(len(h), device=h.device)
+    for _ in range(max_iter):
+        x = torch.bmm(state.lam[active, None, :], state.points[active])[:, 0]
+        xs = x.to(corpus.dtype)
+        scores = xs @ corpus_t if shared else torch.bmm(corpus[active], xs[:, :, None])[..., 0]
+        best = scores.argmin(1)
+        atom = (c64[best] if shared else c64[active, best]) - h64[active]
+        gap = ((x - atom) * x).sum(1)
+        known = ((state.index[active] == best[:, None]) & state.valid[active]).any(1)
+        go_on = (gap > threshold) & ~known
+        active, best, atom = active[go_on], best[go_on], atom[go_on]
+        if active.numel() == 0:
+            return
+        free = (~state.valid[active]).to(torch.uint8).argmax(1)
+        state.index[active, free] = best
+        state.valid[active, free] = True
+        state.lam[active, free] = 0.0
+        state.points[active, free] = atom
+        minor = active
+        for _ in range(slots + 1):
+            coef = _affine_min_norm(state.points[minor], state.valid[minor], scale)
+            old, ok = state.lam[minor], state.valid[minor]
+            ratio = torch.where(ok & (coef <= 0) & (coef < old), old / (old - coef), torch.inf)
+            theta = ratio.amin(1).clamp(max=1.0)
+            new = theta[:, None] * coef + (1 - theta[:, None]) * old
+            ok = ok & (new > 1e-14)
+            state.lam[minor] = new.masked_fill(~ok, 0.0)
+            state.valid[minor] = ok
+            minor = minor[theta < 1]
+            if minor.numel() == 0:
+                break
+
+
+class SimplEx(_LatentExplainer):
+    r"""SimplEx: each test representation as a convex mix of training representations.
+
+    The weight of training example :math:`j` for test example :math:`i` is its share in the
+    convex combination of corpus representations closest to :math:`f(x_i)`, solved exactly for
+    all test examples of a batch at once on the encoder's device (see :func:`simplex_weights`).
+    Each row of :meth:`attribute` is non-negative and sums to one, with at most ``d + 1``
+    non-zero weights; :meth:`residual` says how well the corpus rebuilds the example, and
+    :meth:`top_k` ranks examples of equal (zero) weight by latent distance. When a representation
+    lies inside the convex hull of the corpus, several decompositions rebuild it exactly and the
+    one returned may mix distant examples; a local corpus (``corpus_top_k``) keeps it among
+    similar ones.
+
+    Args:
+        encoder: callable from inputs to ``(batch, d)`` representations (e.g. ``module.encode``).
+        corpus_top_k: if set, each test example is decomposed over its ``corpus_top_k`` nearest
+            training examples in representation space only (a local corpus: faster, and the
+            weights stay on similar examples); ``None`` uses the whole training set.
+        n_keep: if set, at most this many weights per test example are non-zero: the problem
+            is solved, the ``n_keep`` largest weights are kept and it is solved again over them.
+        batch_size: test examples (and encoder inputs) per batch.
+        max_iter: cap on the solver's active-set additions.
+        tol: relative tolerance of the solver.
+
+    Example:
+        >>> encoder = torch.nn.Flatten()
+        >>> train, test = torch.rand(50, 1, 2, 2), torch.rand(7, 1, 2, 2)
+        >>> weights = SimplEx(encoder).attribute(test, train)
+        >>> weights.shape, torch.allclose(weights.sum(1), torch.ones(7))
+        (torch.Size([7, 50]), True)
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        corpus_top_k: int | None = None,
+        n_keep: int | None = None,
+        batch_size: int = 1024,
+        max_iter: int = 500,
+        tol: float = 1e-8,
+    ) -> None:
+        super().__init__(encoder, batch_size)
+        _check_positive_int("corpus_top_k", corpus_top_k, allow_none=True)
+        _check_positive_int("n_keep", n_keep, allow_none=True)
+        _check_positive_int("max_iter", max_iter)
+        if not tol > 0:
+            raise ValueError(f"`tol` must be positive, got {tol!r}.")
+        self.corpus_top_k = corpus_top_k
+        self.n_keep = n_keep
+        self.max_iter = max_iter
+        self.tol = tol
+
+    def _solve(
+        self, test_latent: torch.Tensor, train_latent: torch.Tensor, candidates: torch.Tensor | None
+    ) -> torch.Tensor:
+        if candidates is None:
+            return simplex_weights(test_latent, train_latent, self.max_iter, self.tol)
+        local = simplex_weights(test_latent, train_latent[candidates], self.max_iter, self.tol)
+        weights = torch.zeros(
+            len(test_latent), len(train_latent), dtype=local.dtype, device=local.device
+        )
+        return weights.scatter_add_(1, candidates, local)
+
+    def _scores(self, test_latent: torch.Tensor, train_latent: torch.Tensor) -> torch.Tensor:
+        n = train_latent.shape[0]
+        candidates = None
+        if self.corpus_top_k is not None and self.corpus_top_k < n:
+            candidates = (
+                torch.cdist(test_latent, train_latent)
+                .topk(self.corpus_top_k, dim=1, largest=False)
+                .indices
+            )
+        weights = self._solve(test_latent, train_latent, candidates)
+        if self.n_keep is not None and self.n_keep < (
+            n if candidates is None else candidates.shape[1]
+        ):
+            weights = self._solve(
+                test_latent, train_latent, weights.topk(self.n_keep, dim=1).indices
+            )
+        return weights
+
+    def residual(self, test: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+        """Distance between each test representation and its decomposition: ``(n_test,)``."""
+        h_test, h_train = self.encode(test), self.encode(train)
+        return (h_test - self.attribute_latent(h_test, h_train) @ h_train).norm(dim=1)
+
+
+class LatentNearestNeighbours(_LatentExplainer):
+    """Exact nearest neighbours in representation space.
+
+    :meth:`attribute` scores every training example by its negative distance to the test
+    representation (``"euclidean"``) or by cosine similarity (``"cosine"``): finite everywhere,
+    duplicates included, and higher is more important. :meth:`top_k` is the exact k-NN.
+
+    Args:
+        encoder: callable from inputs to ``(batch, d)`` representations (e.g. ``module.encode``).
+        metric: ``"euclidean"`` or ``"cosine"``.
+        batch_size: test examples (and encoder inputs) per batch.
+
+    Example:
+        >>> encoder = torch.nn.Flatten()
+        >>> train = torch.arange(10.0).reshape(10, 1)
+        >>> LatentNearestNeighbours(encoder).top_k(torch.tensor([[3.2]]), train, k=3).indices
+        tensor([[3, 4, 2]])
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        metric: Literal["euclidean", "cosine"] = "euclidean",
+        batch_size: int = 1024,
+    ) -> None:
+        super().__init__(encoder, batch_size)
+        if metric not in ("euclidean", "cosine"):
+            raise ValueError(f"`metric` must be 'euclidean' or 'cosine', got {metric!r}.")
+        self.metric = metric
+
+    def _scores(self, test_latent: torch.Tensor, train_latent: torch.Tensor) -> torch.Tensor:
+        if self.metric == "cosine":
+            unit_test = nn.functional.normalize(test_latent, dim=1)
+            return unit_test @ nn.functional.normalize(train_latent, dim=1).T
+        return -torch.cdist(test_latent, train_latent)
+
+
+class _LossOutput(nn.Module):
+    """``forward(x)`` is ``module.<loss>(x)``, with ``module``'s children shared under their names.
+
+    TracIn swaps checkpoint values into the children by name (``encoder.head.weight``), which are
+    the very modules the loss method uses, so checkpoints written for ``module`` fit as they are.
+    """
+
+    def __init__(self, module: nn.Module, loss: str) -> None:
+        super().__init__()
+        if any(True for _ in module.parameters(recurse=False)):
+            raise ValueError(
+                f"{type(module).__name__} holds parameters directly (not in submodules); "
+                "label-free TracIn needs them inside submodules such as `encoder`/`decoder`."
+            )
+        for name, child in module.named_children():
+            self.add_module(name, child)
+        self._loss = getattr(module, loss)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._loss(x)
+
+
+def _own_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return out.reshape(len(target))
+
+
+class LabelFreeTracIn(TracIn):
+    r"""TracIn with the model's own unsupervised loss: no labels needed.
+
+    The per-example loss is ``module.per_sample_loss(x)`` (the reconstruction error of an
+    :class:`~lightning_xai.modules.AutoEncoder`, plus :math:`\beta`-weighted KL for a
+    :class:`~lightning_xai.modules.VariationalAutoEncoder`), differentiated by default with
+    respect to the encoder's parameters only, so scores say which training examples shaped the
+    representation of a test example:
+
+    .. math:: \mathrm{TracIn}(x, x') = \sum_c \eta_c\, \nabla_{\theta_e} \ell(\theta_c, x)
+        \cdot \nabla_{\theta_e} \ell(\theta_c, x')
+
+    Data are input tensors ``x`` (or ``(x, y)`` tuples, labels ignored). Everything else is
+    :class:`~lightning_xai.influence.TracIn`; :meth:`attribute` returns the
+    ``(n_test, n_train)`` scores like :class:`SimplEx` and :class:`LatentNearestNeighbours`.
+
+    Args:
+        module: the model; it needs a ``per_sample_loss(x) -> (B,)`` method (or the method
+            named by ``loss``) whose parameters live in submodules.
+        checkpoints: as for :class:`~lightning_xai.influence.TracIn`.
+        parameters: parameters whose gradients count; default ``"encoder"`` (every parameter
+            of ``module.encoder``).
+        loss: name of the per-sample loss method.
+        **kwargs: further :class:`~lightning_xai.influence.TracIn` arguments
+            (``projection_dim``, ``batch_size``, ``show_progress``, ...).
+
+    Example:
+        >>> from lightning_xai.influence.checkpoints import Checkpoint
+        >>> from lightning_xai.modules.autoencoder import AutoEncoder
+        >>> ae = AutoEncoder(latent_dim=4)
+        >>> tracin = LabelFreeTracIn(ae, [Checkpoint.from_module(ae, lr=0.1)], show_progress=False)
+        >>> tracin.attribute(torch.rand(3, 1, 8, 8), torch.rand(10, 1, 8, 8)).shape
+        torch.Size([3, 10])
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        checkpoints: Checkpoints,
+        parameters: str | list[str] | None = "encoder",
+        loss: str = "per_sample_loss",
+        **kwargs: object,
+    ) -> None:
+        if not callable(getattr(module, loss, None)):
+            raise TypeError(
+                f"`module` ({type(module).__name__}) has no method {loss!r}; label-free TracIn "
+                "needs a per-sample unsupervised loss `module.per_sample_loss(x) -> (B,)` or "
+                "`loss=` naming one."
+            )
+        for key in ("loss_fn", "targets"):
+            if key in kwargs:
+                raise TypeError(
+                    f"LabelFreeTracIn sets `{key}` itself; use TracIn for a custom one."
+                )
+        super().__init__(
+            _LossOutput(module, loss),
+            checkpoints,
+            _own_loss,
+            parameters=parameters,
+            targets="inputs",
+            **kwargs,
+        )
+
+    def attribute(self, test: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+        """Influence of every training example on every test example: ``(n_test, n_train)``."""
+        return self.influence(test, train).scores

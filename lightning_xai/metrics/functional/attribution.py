@@ -1,0 +1,93 @@
+r"""Quality of attributions: completeness gap and rank correlation between two runs.
+
+Completeness gap, for methods whose attributions should add up to the change of the explained
+output (integrated gradients, DeepLift, Shapley values, ...):
+
+.. math::
+
+    \text{gap} = \frac{\sum_n |\sum_i a_{ni} - (f(x_n) - f(\bar{x}_n))|}{\sum_n |f(x_n) - f(\bar{x}_n)|}.
+
+Rank correlation (drift) between the attributions of the same examples at two moments (e.g. two
+epochs): the Spearman correlation over features, per example (ties get average ranks), averaged
+over examples. 1 means the feature ranking did not change.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lightning_xai.attribution.completeness import (
+    _completeness_gap_compute,
+    _completeness_gap_update,
+)
+
+__all__ = ["attribution_rank_correlation", "completeness_gap"]
+
+
+def completeness_gap(attributions: Tensor, output_delta: Tensor) -> Tensor:
+    """Relative completeness gap of a batch of attributions (lower is better, 0 is exact).
+
+    Args:
+        attributions: ``(N, ...)`` attributions.
+        output_delta: ``(N,)`` values of ``f(x) - f(baseline)`` for the explained outputs, e.g.
+            :attr:`~lightning_xai.attribution.AttributionResult.output_delta`.
+
+    Example:
+        >>> completeness_gap(torch.tensor([[1.0, 2.0], [0.5, 0.5]]), torch.tensor([3.0, 2.0]))
+        tensor(0.2000)
+    """
+    return _completeness_gap_compute(*_completeness_gap_update(attributions, output_delta))
+
+
+def _average_ranks(values: Tensor) -> Tensor:
+    """1-based ranks along the last dimension of a 2-D tensor; ties share their average rank."""
+    ordered = values.sort(dim=1).values.contiguous()
+    below = torch.searchsorted(ordered, values.contiguous(), side="left")
+    up_to = torch.searchsorted(ordered, values.contiguous(), side="right")
+    return (below + up_to + 1).double() / 2
+
+
+def _rank_correlation_update(previous: Tensor, current: Tensor) -> tuple[Tensor, Tensor]:
+    """Sum of per-example Spearman correlations and the number of examples that have one."""
+    if previous.shape != current.shape or previous.dim() < 2:
+        raise ValueError(
+            "`previous` and `current` must be attributions of the same examples with the same "
+            f"shape (N, ...), got {tuple(previous.shape)} and {tuple(current.shape)}."
+        )
+    a = _average_ranks(previous.detach().reshape(len(previous), -1).cpu())
+    b = _average_ranks(current.detach().reshape(len(current), -1).cpu())
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    denom = a.norm(dim=1) * b.norm(dim=1)
+    valid = denom > 0  # constant attributions have no ranking
+    corr = (a * b).sum(dim=1)[valid] / denom[valid]
+    device = current.device
+    return corr.sum().to(device), torch.tensor(int(valid.sum()), device=device)
+
+
+def _rank_correlation_compute(corr_sum: Tensor, count: Tensor) -> Tensor:
+    """Mean correlation; NaN when no example had a ranking."""
+    if int(count) == 0:
+        return torch.tensor(float("nan"), device=corr_sum.device)
+    return (corr_sum / count).float()
+
+
+def attribution_rank_correlation(previous: Tensor, current: Tensor) -> Tensor:
+    """Mean per-example Spearman correlation between two attributions of the same examples.
+
+    Args:
+        previous: ``(N, ...)`` attributions, e.g. from the previous epoch.
+        current: ``(N, ...)`` attributions of the same examples now.
+
+    Returns:
+        A scalar in [-1, 1]; NaN when every example has constant attributions.
+
+    Example:
+        >>> a = torch.tensor([[0.1, 0.5, 0.2], [1.0, 2.0, 3.0]])
+        >>> attribution_rank_correlation(a, a)
+        tensor(1.)
+        >>> attribution_rank_correlation(a, -a)
+        tensor(-1.)
+    """
+    return _rank_correlation_compute(*_rank_correlation_update(previous, current))
