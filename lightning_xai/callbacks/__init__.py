@@ -4,12 +4,14 @@ from lightning_xai.callbacks.attribution_logger import AttributionLogger
 from lightning_xai.callbacks.base import XAICallback
 from lightning_xai.callbacks.example_importance import ExampleImportanceLogger
 from lightning_xai.callbacks.influence_logger import InfluenceLogger
+from lightning_xai.callbacks.logic_rules import LogicRuleLogger
 from lightning_xai.callbacks.tracin_checkpoint import TracInCheckpoint
 
 __all__ = [
     "AttributionLogger",
     "ExampleImportanceLogger",
     "InfluenceLogger",
+    "LogicRuleLogger",
     "TracInCheckpoint",
     "XAICallback",
 ]

@@ -3,10 +3,13 @@
 from lightning_xai.modules.autoencoder import AutoEncoder, VariationalAutoEncoder
 from lightning_xai.modules.classifier import Classifier
 from lightning_xai.modules.explanation_regularized import ExplanationRegularizedClassifier
+from lightning_xai.modules.logic_explainer import LogicExplainer, MLPLogicExplainer
 
 __all__ = [
     "AutoEncoder",
     "Classifier",
     "ExplanationRegularizedClassifier",
+    "LogicExplainer",
+    "MLPLogicExplainer",
     "VariationalAutoEncoder",
 ]

@@ -1,6 +1,7 @@
 """Layers and small reference networks (plain torch, no Lightning)."""
 
 from lightning_xai.nn.autoencoders import DigitsDecoder, DigitsEncoder
+from lightning_xai.nn.entropy_linear import EntropyLinear, entropy_layers, entropy_loss
 from lightning_xai.nn.models import MLP, DigitsCNN
 
 __all__ = [
@@ -8,4 +9,7 @@ __all__ = [
     "DigitsCNN",
     "DigitsDecoder",
     "DigitsEncoder",
+    "EntropyLinear",
+    "entropy_layers",
+    "entropy_loss",
 ]

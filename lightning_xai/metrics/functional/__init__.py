@@ -5,6 +5,7 @@ from lightning_xai.metrics.functional.attribution import (
     completeness_gap,
 )
 from lightning_xai.metrics.functional.consistency import example_consistency, feature_consistency
+from lightning_xai.metrics.functional.logic import rule_accuracy, rule_complexity, rule_fidelity
 from lightning_xai.metrics.functional.right_reasons import right_reasons_score
 
 __all__ = [
@@ -13,4 +14,7 @@ __all__ = [
     "example_consistency",
     "feature_consistency",
     "right_reasons_score",
+    "rule_accuracy",
+    "rule_complexity",
+    "rule_fidelity",
 ]
