@@ -126,7 +126,11 @@ class AttributionLogger(XAICallback):
         seed: int = 0,
     ) -> None:
         super().__init__(
-            stages=stages, every_n_epochs=every_n_epochs, num_samples=num_samples, seed=seed
+            stages=stages,
+            every_n_epochs=every_n_epochs,
+            num_samples=num_samples,
+            seed=seed,
+            name=name,
         )
         explained_target = None if isinstance(target, str) and target == "pred" else target
         settings: dict[str, Any] = dict(
@@ -182,15 +186,9 @@ class AttributionLogger(XAICallback):
         self.attributor: Attributor | None = None
         self._module_id: int | None = None
         self.previous: dict[str, Tensor] = {}
-        self._name = name or super().name
         self._state_key = self._generate_state_key(
-            name=self._name, method=spec.name, layer=layer, stages=self.stages, seed=self.seed
+            name=self.name, method=spec.name, layer=layer, stages=self.stages, seed=self.seed
         )
-
-    @property
-    @override
-    def name(self) -> str:
-        return self._name
 
     @property
     @override
@@ -202,14 +200,7 @@ class AttributionLogger(XAICallback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Build the attributor on every rank, so that a bad ``layer`` or ``forward_fn`` fails
         everywhere before any training step."""
-        twins = [
-            c for c in trainer.callbacks if isinstance(c, AttributionLogger) and c.name == self.name
-        ]
-        if len(twins) > 1:
-            raise MisconfigurationException(
-                f"{len(twins)} AttributionLoggers share `name={self.name!r}`, so their logs and "
-                "files would collide; give each its own name, e.g. name='attribution_gradcam'."
-            )
+        super().setup(trainer, pl_module, stage)  # distinct names
         self._build(pl_module)
 
     def _build(self, pl_module: pl.LightningModule) -> Attributor:

@@ -45,6 +45,8 @@ class XAICallback(Callback):
         every_n_epochs: during ``fit``, run after every n-th epoch only.
         num_samples: number of fixed probe samples taken from the val/test dataset.
         seed: seed of the probe-sample choice.
+        name: folder under ``<log_dir>/xai/`` and middle part of every tag; defaults to the
+            snake_case class name. Two callbacks on one trainer need different names.
 
     Subclasses implement :meth:`explain`. Example:
 
@@ -62,8 +64,14 @@ class XAICallback(Callback):
         every_n_epochs: int = 1,
         num_samples: int = 16,
         seed: int = 0,
+        name: str | None = None,
     ) -> None:
         super().__init__()
+        if name is not None and (not isinstance(name, str) or not name.strip() or "/" in name):
+            raise MisconfigurationException(
+                f"`name` must be a non-empty string without '/', got {name!r}; "
+                "e.g. name='attribution_gradcam'."
+            )
         if isinstance(stages, str):
             stages = (stages,)
         unknown = [s for s in stages if s not in STAGES]
@@ -88,21 +96,33 @@ class XAICallback(Callback):
         self.every_n_epochs = every_n_epochs
         self.num_samples = num_samples
         self.seed = seed
+        self._name = name or _snake_case(type(self).__name__)
         self.probe_indices: dict[str, list[int]] = {}
         self._last_run: tuple[str, int, int] | None = None
 
     # ------------------------------------------------------------------ identity
     @property
     def name(self) -> str:
-        """Folder and tag component of this callback: the snake_case class name."""
-        return _snake_case(type(self).__name__)
+        """Folder and tag component of this callback (``name=``, or the snake_case class name)."""
+        return self._name
 
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(
-            stages=self.stages, seed=self.seed, num_samples=self.num_samples
-        )
+        return self._generate_state_key(name=self._name, stages=self.stages, seed=self.seed)
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        twins = [
+            c
+            for c in trainer.callbacks  # type: ignore[attr-defined]
+            if isinstance(c, XAICallback) and c.name == self.name
+        ]
+        if len(twins) > 1:
+            raise MisconfigurationException(
+                f"{len(twins)} callbacks share `name={self.name!r}`, so their logs and files would "
+                f"collide; give each its own name, e.g. name='{self.name}_2'."
+            )
 
     def tag(self, stage: str, key: str) -> str:
         """The logger tag of ``key`` in ``stage``: ``"<stage>/<name>/<key>"``."""

@@ -103,7 +103,11 @@ class ExampleImportanceLogger(XAICallback):
         seed: int = 0,
     ) -> None:
         super().__init__(
-            stages=stages, every_n_epochs=every_n_epochs, num_samples=num_samples, seed=seed
+            stages=stages,
+            every_n_epochs=every_n_epochs,
+            num_samples=num_samples,
+            seed=seed,
+            name=name,
         )
         if method not in _METHODS:
             raise MisconfigurationException(f"`method` must be one of {_METHODS}, got {method!r}.")
@@ -139,13 +143,7 @@ class ExampleImportanceLogger(XAICallback):
         self.method_kwargs = dict(method_kwargs or {})
         self.checkpoints = checkpoints
         self.corpus_indices: list[int] | None = None
-        self._name = name
         self._build(_ProbeModule(), check_only=True)
-
-    @property
-    @override
-    def name(self) -> str:
-        return self._name or super().name
 
     @property
     @override
@@ -157,6 +155,7 @@ class ExampleImportanceLogger(XAICallback):
     # ------------------------------------------------------------------ setup
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)  # distinct names
         needed = ["encode"] + (["per_sample_loss"] if self.method == "tracin" else [])
         missing = [n for n in needed if not callable(getattr(pl_module, n, None))]
         if missing:

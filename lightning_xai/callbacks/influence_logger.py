@@ -220,8 +220,12 @@ class InfluenceLogger(XAICallback):
             return local[:, :n].cpu()
         padded = local.new_zeros(local.shape[0], size)
         padded[:, : local.shape[1]] = local
-        gathered = trainer.strategy.all_gather(padded.to(trainer.strategy.root_device))
-        return gathered.permute(1, 0, 2).reshape(local.shape[0], -1)[:, :n].cpu()
+        # Plain collective: Lightning's all_gather goes through the autograd-aware
+        # torch.distributed.nn variant, which intermittently aborted gloo workers at exit.
+        padded = padded.to(trainer.strategy.root_device).contiguous()
+        blocks = [torch.empty_like(padded) for _ in range(trainer.world_size)]
+        torch.distributed.all_gather(blocks, padded)
+        return torch.cat(blocks, dim=1)[:, :n].cpu()
 
     # ------------------------------------------------------------------ reporting (rank zero)
     def _predict(self, pl_module: pl.LightningModule, x: Tensor) -> list[str]:

@@ -146,3 +146,21 @@ def test_ddp_runs_on_rank_zero_only_and_does_not_hang(tmp_path) -> None:
     assert sorted(p.name for p in root.glob("*.txt")) == ["rank0_fit_0.txt", "rank0_fit_1.txt"]
     with (root / "scalars.csv").open() as f:
         assert len(list(csv.DictReader(f))) == 2  # one row per epoch, not one per rank
+
+
+def test_name_sets_folder_tags_and_must_be_unique(tmp_path, tb_events) -> None:
+    with pytest.raises(MisconfigurationException, match="`name` must be a non-empty string"):
+        Recorder(name="a/b")
+    first, second = Recorder(stages=("validate",)), Recorder(stages=("validate",), name="second")
+    assert (first.name, second.name) == ("recorder", "second")
+    assert first.state_key != second.state_key
+    trainer = make_trainer(tmp_path, callbacks=[first, second])
+    trainer.validate(TinyClassifier(), datamodule=tiny_digits())
+    events = tb_events(tmp_path)
+    assert events.Scalars("validate/recorder/grad_norm") and events.Scalars(
+        "validate/second/grad_norm"
+    )
+    assert (tmp_path / "run" / "version_0" / "xai" / "second" / "scalars.csv").exists()
+    trainer = make_trainer(tmp_path, callbacks=[Recorder(), Recorder(seed=1)])  # same name
+    with pytest.raises(MisconfigurationException, match="share `name='recorder'`"):
+        trainer.validate(TinyClassifier(), datamodule=tiny_digits())
