@@ -169,7 +169,10 @@ def main() -> None:
     ref_simplex_weights, t_ref = timed(
         lambda: RefSimplEx(model, X_train=x_train).attribute(x_test, train_idx), args.repeat
     )
-    for label, kwargs in (("SimplEx", {}), ("SimplEx, corpus_top_k=32", {"corpus_top_k": 32})):
+    for label, kwargs in (
+        ("SimplEx, whole corpus", {"corpus_top_k": None}),
+        ("SimplEx (default corpus_top_k=32)", {}),
+    ):
         explainer = SimplEx(model.encode, **kwargs)
         weights, t_ours = timed(lambda e=explainer: e.attribute(x_test, x_train), args.repeat)
         agree = example_consistency(
@@ -279,7 +282,7 @@ def main() -> None:
     for n in (7, 513):
         x = pool[:n]
         ours = [
-            rows_filled(SimplEx(model.encode).attribute(x, x_train)),
+            rows_filled(SimplEx(model.encode, corpus_top_k=None).attribute(x, x_train)),
             rows_filled(knn.attribute(x, x_train)),
         ]
         refs = [

@@ -49,8 +49,8 @@ def main() -> None:
     train, test = data.train_dataset, data.test_dataset
     x_train, y_train, x_test, y_test = train.x[:1000], train.y[:1000], test.x[:100], test.y[:100]
     explainers = {
-        "SimplEx": SimplEx(model.encode),
-        "SimplEx (local corpus of 32)": SimplEx(model.encode, corpus_top_k=32),
+        "SimplEx (whole corpus)": SimplEx(model.encode, corpus_top_k=None),
+        "SimplEx (default local corpus of 32)": SimplEx(model.encode),
         "nearest neighbours": LatentNearestNeighbours(model.encode),
         "label-free TracIn": LabelFreeTracIn(model, recorder.store, show_progress=False),
     }

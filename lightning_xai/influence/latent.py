@@ -318,14 +318,16 @@ class SimplEx(_LatentExplainer):
     non-zero weights; :meth:`residual` says how well the corpus rebuilds the example, and
     :meth:`top_k` ranks examples of equal (zero) weight by latent distance. When a representation
     lies inside the convex hull of the corpus, several decompositions rebuild it exactly and the
-    one returned may mix distant examples; a local corpus (``corpus_top_k``) keeps it among
-    similar ones.
+    one returned over the whole corpus may mix distant examples; that is why the default corpus
+    is local (the 32 nearest training examples of each test example), which keeps the weights
+    on similar examples. Pass ``corpus_top_k=None`` for the whole training set.
 
     Args:
         encoder: callable from inputs to ``(batch, d)`` representations (e.g. ``module.encode``).
         corpus_top_k: if set, each test example is decomposed over its ``corpus_top_k`` nearest
             training examples in representation space only (a local corpus: faster, and the
-            weights stay on similar examples); ``None`` uses the whole training set.
+            weights stay on similar examples); ``None`` uses the whole training set. On the bundled
+            digits, top-10 label agreement is about 0.86 with 32 and 0.67 with ``None``.
         n_keep: if set, at most this many weights per test example are non-zero: the problem
             is solved, the ``n_keep`` largest weights are kept and it is solved again over them.
         batch_size: test examples (and encoder inputs) per batch.
@@ -343,7 +345,7 @@ class SimplEx(_LatentExplainer):
     def __init__(
         self,
         encoder: Encoder,
-        corpus_top_k: int | None = None,
+        corpus_top_k: int | None = 32,
         n_keep: int | None = None,
         batch_size: int = 1024,
         max_iter: int = 500,

@@ -128,7 +128,7 @@ def test_local_corpus_and_sparsity_options() -> None:
     assert float(local[outside].abs().max()) == 0.0 and torch.allclose(local.sum(1), torch.ones(9))
     sparse = SimplEx(nn.Identity(), n_keep=2).attribute(test, train)
     assert bool(((sparse > 0).sum(1) <= 2).all()) and torch.allclose(sparse.sum(1), torch.ones(9))
-    full = SimplEx(nn.Identity())
+    full = SimplEx(nn.Identity(), corpus_top_k=None)
     assert bool(
         (
             full.residual(test, train)
