@@ -36,6 +36,7 @@ from lightning_xai.attribution.methods import (
 )
 from lightning_xai.attribution.result import AttributionResult
 from lightning_xai.utilities.gradients import grad_enabled
+from lightning_xai.utilities.validation import check_positive_int as _positive_int
 
 TargetLike = Literal["pred", "label"] | int | Tensor
 NoiseTunnelType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
@@ -671,11 +672,6 @@ def _default_window(x: Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
     sides = tuple(max(1, s // 4) for s in shape[1:])
     strides = tuple(max(1, s // 2) for s in sides)
     return (shape[0], *sides), (shape[0], *strides)
-
-
-def _positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
 
 
 def _validate_target(target: object, label_free: bool) -> None:

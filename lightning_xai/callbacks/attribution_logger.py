@@ -22,6 +22,7 @@ from lightning_xai.attribution.baselines import BaselineLike
 from lightning_xai.attribution.methods import MethodLike
 from lightning_xai.callbacks.base import STAGES, Stage, XAICallback
 from lightning_xai.metrics.functional.attribution import attribution_rank_correlation
+from lightning_xai.utilities.validation import check_positive_int
 from lightning_xai.viz.attribution import attribution_bar_chart, attribution_grid
 
 __all__ = ["AttributionLogger"]
@@ -165,10 +166,7 @@ class AttributionLogger(XAICallback):
                 f"(e.g. 'encode' or 'encoder'), got {forward_fn!r}."
             )
         for arg, value in (("top_k", top_k), ("mean_samples", mean_samples)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise MisconfigurationException(
-                    f"`{arg}` must be a positive integer, got {value!r}."
-                )
+            check_positive_int(arg, value, error=MisconfigurationException)
         if name is not None and (not isinstance(name, str) or not name.strip("/ ")):
             raise MisconfigurationException(f"`name` must be a non-empty string, got {name!r}.")
         self.method = method

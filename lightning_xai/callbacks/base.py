@@ -25,6 +25,7 @@ from typing_extensions import override
 
 from lightning_xai.utilities.gradients import grad_enabled
 from lightning_xai.utilities.report import Reporter
+from lightning_xai.utilities.validation import check_positive_int
 
 __all__ = ["STAGES", "XAICallback"]
 
@@ -80,18 +81,8 @@ class XAICallback(Callback):
                 f"`stages` must be a non-empty subset of {STAGES}, got {tuple(stages)!r}; "
                 f"remove {unknown or 'nothing'} or use e.g. stages=('fit', 'test')."
             )
-        if (
-            not isinstance(every_n_epochs, int)
-            or isinstance(every_n_epochs, bool)
-            or every_n_epochs < 1
-        ):
-            raise MisconfigurationException(
-                f"`every_n_epochs` must be a positive integer, got {every_n_epochs!r}."
-            )
-        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
-            raise MisconfigurationException(
-                f"`num_samples` must be a positive integer, got {num_samples!r}."
-            )
+        check_positive_int("every_n_epochs", every_n_epochs, error=MisconfigurationException)
+        check_positive_int("num_samples", num_samples, error=MisconfigurationException)
         self.stages = tuple(stages)
         self.every_n_epochs = every_n_epochs
         self.num_samples = num_samples

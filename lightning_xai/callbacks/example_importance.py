@@ -20,6 +20,7 @@ from lightning_xai.influence.checkpoints import Checkpoint, CheckpointStore, lea
 from lightning_xai.influence.latent import LabelFreeTracIn, LatentNearestNeighbours, SimplEx
 from lightning_xai.influence.tracin import TopKResult
 from lightning_xai.metrics.functional.consistency import example_consistency, feature_consistency
+from lightning_xai.utilities.validation import check_positive_int
 from lightning_xai.viz.examples import example_grid
 
 __all__ = ["ExampleImportanceLogger"]
@@ -112,10 +113,7 @@ class ExampleImportanceLogger(XAICallback):
         if method not in _METHODS:
             raise MisconfigurationException(f"`method` must be one of {_METHODS}, got {method!r}.")
         for arg, value in (("k", k), ("consistency_k", consistency_k), ("feature_k", feature_k)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise MisconfigurationException(
-                    f"`{arg}` must be a positive integer, got {value!r}."
-                )
+            check_positive_int(arg, value, error=MisconfigurationException)
         if corpus_size is not None and (
             not isinstance(corpus_size, int) or isinstance(corpus_size, bool) or corpus_size < 1
         ):

@@ -22,6 +22,7 @@ from lightning_xai.callbacks.tracin_checkpoint import TracInCheckpoint
 from lightning_xai.influence.checkpoints import CheckpointStore
 from lightning_xai.influence.tracin import SelfInfluenceResult, TracIn
 from lightning_xai.utilities.gradients import grad_enabled
+from lightning_xai.utilities.validation import check_positive_int
 from lightning_xai.viz.examples import example_grid, influence_grid
 
 __all__ = ["InfluenceLogger"]
@@ -88,10 +89,7 @@ class InfluenceLogger(XAICallback):
     ) -> None:
         super().__init__(stages=stages, every_n_epochs=1, num_samples=num_samples, seed=seed)
         for name, value in (("k", k), ("top_n", top_n), ("batch_size", batch_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise MisconfigurationException(
-                    f"`{name}` must be a positive integer, got {value!r}."
-                )
+            check_positive_int(name, value, error=MisconfigurationException)
         if targets not in ("labels", "inputs"):
             raise MisconfigurationException(
                 f"`targets` must be 'labels' or 'inputs', got {targets!r}."

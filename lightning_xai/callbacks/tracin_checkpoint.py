@@ -15,6 +15,7 @@ from typing_extensions import override
 from lightning_xai.influence.checkpoints import Checkpoint, CheckpointStore, learning_rates
 from lightning_xai.influence.per_sample_grads import select_parameters
 from lightning_xai.utilities.report import log_dir_of
+from lightning_xai.utilities.validation import check_positive_int
 
 __all__ = ["TracInCheckpoint"]
 
@@ -50,14 +51,7 @@ class TracInCheckpoint(Callback):
         parameters: str | Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        if (
-            not isinstance(every_n_epochs, int)
-            or isinstance(every_n_epochs, bool)
-            or every_n_epochs < 1
-        ):
-            raise MisconfigurationException(
-                f"`every_n_epochs` must be a positive integer, got {every_n_epochs!r}."
-            )
+        check_positive_int("every_n_epochs", every_n_epochs, error=MisconfigurationException)
         if parameters is not None and not (
             isinstance(parameters, str)
             or (isinstance(parameters, Sequence) and all(isinstance(p, str) for p in parameters))

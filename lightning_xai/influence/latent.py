@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from lightning_xai.influence.tracin import Checkpoints, TopKResult, TracIn
+from lightning_xai.utilities.validation import check_positive_int as _check_positive_int
 
 __all__ = [
     "LabelFreeTracIn",
@@ -45,14 +46,6 @@ def _device_of(encoder: Encoder, fallback: torch.device) -> torch.device:
         for tensor in module.buffers():
             return tensor.device
     return fallback
-
-
-def _check_positive_int(name: str, value: object, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        hint = "a positive integer or None" if allow_none else "a positive integer"
-        raise ValueError(f"`{name}` must be {hint}, got {value!r}.")
 
 
 def _check_2d(name: str, tensor: object) -> torch.Tensor:

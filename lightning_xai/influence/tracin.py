@@ -36,6 +36,7 @@ from lightning_xai.influence.per_sample_grads import (
     per_sample_grads,
     select_parameters,
 )
+from lightning_xai.utilities.validation import check_positive_int
 
 __all__ = ["InfluenceResult", "SelfInfluenceResult", "TopKResult", "TracIn"]
 
@@ -265,8 +266,7 @@ class TracIn:
             raise TypeError(
                 f"`loss_fn` must be callable (outputs, target) -> (B,), got {loss_fn!r}."
             )
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+        check_positive_int("batch_size", batch_size)
         if projection_dim is not None and (
             not isinstance(projection_dim, int)
             or isinstance(projection_dim, bool)
@@ -488,8 +488,7 @@ class TracIn:
         Returns:
             :class:`TopKResult` with ``(M, k)`` indices into ``train_data`` and their scores.
         """
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"`k` must be a positive integer, got {k!r}.")
+        check_positive_int("k", k)
         n = _num_examples(train_data)
         if k > n:
             raise ValueError(f"`k`={k} exceeds the {n} training examples; pass k <= {n}.")

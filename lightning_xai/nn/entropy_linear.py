@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from lightning_xai.utilities.validation import check_positive_int
+
 __all__ = ["EntropyLinear", "entropy_layers", "entropy_loss"]
 
 
@@ -64,8 +66,7 @@ class EntropyLinear(nn.Module):
             ("out_features", out_features),
             ("n_classes", n_classes),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+            check_positive_int(name, value)
         if not isinstance(temperature, (int, float)) or not temperature > 0:
             raise ValueError(
                 f"`temperature` must be a positive number, got {temperature!r}; "

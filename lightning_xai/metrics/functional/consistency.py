@@ -27,14 +27,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from lightning_xai.utilities.validation import check_positive_int as _check_positive
+
 __all__ = ["example_consistency", "feature_consistency"]
 
 Encoder = Callable[[Tensor], Tensor]
-
-
-def _check_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
 
 
 def _mask_features(inputs: Tensor, positions: Tensor, baseline: float | Tensor) -> Tensor:
