@@ -171,7 +171,7 @@ def main() -> None:
     )
     for label, kwargs in (
         ("SimplEx, whole corpus", {"corpus_top_k": None}),
-        ("SimplEx (default corpus_top_k=32)", {}),
+        ("SimplEx, 32-NN corpus*", {}),
     ):
         explainer = SimplEx(model.encode, **kwargs)
         weights, t_ours = timed(lambda e=explainer: e.attribute(x_test, x_train), args.repeat)
@@ -225,7 +225,8 @@ def main() -> None:
             f"{method:<26}{tool:<15}{seconds:>10.3f}{speed:>10}{filled:>13}{agreement:>24.3f}  {note}"
         )
     print(
-        "(speed-up: the reference's time over ours, for the first lightning-xai row of the method)"
+        "(speed-up: the reference's time over ours, for the first lightning-xai row of the method;"
+        " * = SimplEx's default, corpus_top_k=32)"
     )
     print(
         f"floors: encoding the 1100 digits {t_encode:.3f} s (inside every SimplEx/NN time); one batched "
