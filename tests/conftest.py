@@ -19,7 +19,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, os.environ.get("PY
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """Run `ddp` tests once more when a spawned gloo worker aborts at exit.
 
-    About one 2-process ``ddp_spawn`` run in fifty on this stack ends with a worker killed by
+    About one 2-process ``ddp_spawn`` run in forty on this stack ends with a worker killed by
     SIGABRT ("terminate called without an active exception") after its work is done. Only that
     exact failure is retried, once, in a clean ``tmp_path``; any other failure is reported as is.
     """
