@@ -26,14 +26,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import tempfile
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from _timing import timed  # noqa: E402  (sibling module of this script)
 
 from lightning_xai.attribution import Attributor
 from lightning_xai.callbacks import TracInCheckpoint
@@ -48,15 +46,6 @@ from lightning_xai.metrics.functional import example_consistency, feature_consis
 from lightning_xai.modules import AutoEncoder
 
 warnings.filterwarnings("ignore")
-
-
-def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[Any, float]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return result, best
 
 
 def train(workdir: Path, epochs: int) -> tuple[AutoEncoder, DigitsDataModule, CheckpointStore]:

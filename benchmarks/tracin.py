@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _timing import timed  # noqa: E402  (sibling module of this script)
 from torch import nn
 from torch.utils.data import TensorDataset
 
@@ -77,15 +78,6 @@ def train(
             opt.step()
         if (epoch + 1) % every == 0:
             store.save(Checkpoint.from_module(net, lr, epoch=epoch, step=epoch))
-
-
-def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[Any, float]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return result, best
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
