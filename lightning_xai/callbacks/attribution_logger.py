@@ -167,8 +167,6 @@ class AttributionLogger(XAICallback):
             )
         for arg, value in (("top_k", top_k), ("mean_samples", mean_samples)):
             check_positive_int(arg, value, error=MisconfigurationException)
-        if name is not None and (not isinstance(name, str) or not name.strip("/ ")):
-            raise MisconfigurationException(f"`name` must be a non-empty string, got {name!r}.")
         self.method = method
         self.spec = spec
         self.target = target

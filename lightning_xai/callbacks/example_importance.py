@@ -114,12 +114,9 @@ class ExampleImportanceLogger(XAICallback):
             raise MisconfigurationException(f"`method` must be one of {_METHODS}, got {method!r}.")
         for arg, value in (("k", k), ("consistency_k", consistency_k), ("feature_k", feature_k)):
             check_positive_int(arg, value, error=MisconfigurationException)
-        if corpus_size is not None and (
-            not isinstance(corpus_size, int) or isinstance(corpus_size, bool) or corpus_size < 1
-        ):
-            raise MisconfigurationException(
-                f"`corpus_size` must be a positive integer or None, got {corpus_size!r}."
-            )
+        check_positive_int(
+            "corpus_size", corpus_size, allow_none=True, error=MisconfigurationException
+        )
         if feature_method is not None and not isinstance(feature_method, str):
             raise MisconfigurationException(
                 f"`feature_method` must be a captum method name or None, got {feature_method!r}."

@@ -96,12 +96,9 @@ class InfluenceLogger(XAICallback):
             )
         if loss_fn is not None and not callable(loss_fn):
             raise MisconfigurationException(f"`loss_fn` must be callable or None, got {loss_fn!r}.")
-        if projection_dim is not None and (
-            not isinstance(projection_dim, int) or projection_dim < 1
-        ):
-            raise MisconfigurationException(
-                f"`projection_dim` must be None or a positive integer, got {projection_dim!r}."
-            )
+        check_positive_int(
+            "projection_dim", projection_dim, allow_none=True, error=MisconfigurationException
+        )
         self.k = k
         self.top_n = top_n
         self.checkpoints = checkpoints

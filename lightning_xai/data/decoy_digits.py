@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from lightning_xai.data.datasets import TensorPairDataset
 from lightning_xai.data.digits import DigitsDataModule, load_digits_tensors, split_indices
+from lightning_xai.utilities.validation import check_positive_int
 
 __all__ = ["DecoyDigitsDataModule", "add_decoy"]
 
@@ -102,8 +103,7 @@ class DecoyDigitsDataModule(DigitsDataModule):
         decoy: bool = True,
         test_split: TestSplit = "decoy",
     ) -> None:
-        if not isinstance(padding, int) or padding < 1:
-            raise ValueError(f"`padding` must be a positive integer, got {padding!r}.")
+        check_positive_int("padding", padding)
         if not isinstance(patch_size, int) or not 1 <= patch_size <= padding:
             raise ValueError(
                 f"`patch_size` must be an integer in [1, padding={padding}] so the patch fits in "

@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from lightning_xai.data.datasets import TensorPairDataset
+from lightning_xai.utilities.validation import check_positive_int
 
 __all__ = ["DigitsDataModule", "flip_labels", "load_digits_tensors", "split_indices"]
 
@@ -104,8 +105,7 @@ class DigitsDataModule(pl.LightningDataModule):
         flip_fraction: float = 0.0,
     ) -> None:
         super().__init__()
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+        check_positive_int("batch_size", batch_size)
         if not 0.0 <= flip_fraction <= 1.0:
             raise ValueError(f"`flip_fraction` must be in [0, 1], got {flip_fraction!r}.")
         split_indices(10, val_fraction, test_fraction, seed)  # validate the fractions early

@@ -267,14 +267,7 @@ class TracIn:
                 f"`loss_fn` must be callable (outputs, target) -> (B,), got {loss_fn!r}."
             )
         check_positive_int("batch_size", batch_size)
-        if projection_dim is not None and (
-            not isinstance(projection_dim, int)
-            or isinstance(projection_dim, bool)
-            or projection_dim < 1
-        ):
-            raise ValueError(
-                f"`projection_dim` must be None or a positive integer, got {projection_dim!r}."
-            )
+        check_positive_int("projection_dim", projection_dim, allow_none=True)
         _check_targets(targets)
         if method not in ("auto", "vmap"):
             raise ValueError(f"`method` must be 'auto' or 'vmap', got {method!r}.")

@@ -20,6 +20,7 @@ from lightning_xai.nn.autoencoders import (
     perturb,
     reconstruction_loss,
 )
+from lightning_xai.utilities.validation import check_positive_int
 
 __all__ = ["AutoEncoder", "VariationalAutoEncoder"]
 
@@ -82,8 +83,7 @@ class AutoEncoder(pl.LightningModule):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__()
-        if not isinstance(latent_dim, int) or latent_dim < 1:
-            raise ValueError(f"`latent_dim` must be a positive integer, got {latent_dim!r}.")
+        check_positive_int("latent_dim", latent_dim)
         if loss not in _LOSSES:
             raise ValueError(f"`loss` must be one of {_LOSSES}, got {loss!r}.")
         if loss == "bce" and not sigmoid:

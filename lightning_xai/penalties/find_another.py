@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from lightning_xai.penalties.masks import check_mask, largest_gradient_mask
 from lightning_xai.penalties.right_reasons import log_prob_input_gradients
+from lightning_xai.utilities.validation import check_positive_int
 
 __all__ = ["find_another_explanation"]
 
@@ -56,8 +57,7 @@ def find_another_explanation(
         >>> find_another_explanation(model, x, first)[0].tolist()
         [True, False, True, False]
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
+    check_positive_int("batch_size", batch_size)
     if not 0.0 < cutoff <= 1.0:
         raise ValueError(
             f"`cutoff` must be in (0, 1] (share of each sample's largest gradient), got {cutoff!r}."

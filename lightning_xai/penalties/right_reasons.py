@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from lightning_xai.penalties.masks import check_mask
 from lightning_xai.utilities.gradients import grad_enabled
+from lightning_xai.utilities.validation import check_positive_int
 
 __all__ = [
     "RightReasonsResult",
@@ -209,8 +210,7 @@ def _input_gradients(
     chunk_size: int | None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     _check_choice("method", method, get_args(GradientMethod))
-    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"`chunk_size` must be a positive integer or None, got {chunk_size!r}.")
+    check_positive_int("chunk_size", chunk_size, allow_none=True)
     _check_inputs(inputs)
     if method == "auto":
         coupled = [] if model in _WARNED else sample_coupling_modules(model)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from lightning_xai.utilities.validation import check_positive_int
+
 __all__ = ["example_grid", "influence_grid"]
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
@@ -79,8 +81,7 @@ def example_grid(
         raise ValueError(
             f"`captions` has {len(captions)} entries for {n} images; give one per image."
         )
-    if not isinstance(ncols, int) or ncols < 1:
-        raise ValueError(f"`ncols` must be a positive integer, got {ncols!r}.")
+    check_positive_int("ncols", ncols)
     marks = [False] * n if highlight is None else [bool(h) for h in highlight]
     if len(marks) != n:
         raise ValueError(
