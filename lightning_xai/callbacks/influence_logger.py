@@ -151,7 +151,7 @@ class InfluenceLogger(XAICallback):
     def _influence(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, split: str
     ) -> None:
-        if trainer.sanity_checking or trainer.fast_dev_run or stage not in self.stages:
+        if self.should_skip(trainer, stage):
             return
         trainer.strategy.barrier("influence_logger")  # rank zero has finished writing checkpoints
         store = self._store(trainer)

@@ -173,11 +173,12 @@ class Reporter:
                 plt.close(image)
             return None
         array = to_image_array(image)
-        for writer in self._tensorboards():
+        tensorboards = self._tensorboards()
+        for writer in tensorboards:
             writer.add_image(tag, array, int(step), dataformats="HWC")
             writer.flush()
         for logger in self.trainer.loggers:
-            if getattr(logger, "experiment", None) not in self._tensorboards() and hasattr(
+            if getattr(logger, "experiment", None) not in tensorboards and hasattr(
                 logger, "log_image"
             ):
                 try:
