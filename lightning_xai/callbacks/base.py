@@ -1,16 +1,19 @@
-"""The base class of every lightning-xai callback: when to run, on which samples, where to report.
+"""The two base layers of every lightning-xai callback.
 
-Subclasses implement :meth:`XAICallback.explain`. The base class decides the moment (end of a
-validation epoch during ``fit`` or ``validate``, end of the test epoch), skips the sanity check
-and ``fast_dev_run``, picks fixed probe samples once with a seed, runs the work on global rank
-zero only with the model in eval mode and gradients available, and keeps its state across a
-resume.
+* :class:`ScheduleCallback`, the schedule layer shared by every callback (``TracInCheckpoint``
+  included): the stages it runs in, ``every_n_epochs`` with a run at the end of the last fit
+  epoch whatever it says, the single skip predicate, ``name`` and tags, the reporter, the
+  duplicate-name check, configuration checks before the first step (:meth:`check`), and the
+  data it needs: probe splits and the training set, found in ``fit``, ``validate`` and ``test``.
+* :class:`XAICallback`, the probe layer on top: fixed probe samples chosen once with a seed and
+  kept in the checkpoint, and :meth:`~XAICallback.explain` run on global rank zero with the
+  model in eval mode (each submodule's own mode restored) and gradients available.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -19,52 +22,67 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
+from pytorch_lightning.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 from typing_extensions import override
 
 from lightning_xai.utilities.gradients import grad_enabled
+from lightning_xai.utilities.modes import eval_mode
 from lightning_xai.utilities.report import Reporter
 from lightning_xai.utilities.validation import check_positive_int
 
-__all__ = ["STAGES", "XAICallback"]
+__all__ = ["STAGES", "ScheduleCallback", "TrainDataLike", "XAICallback"]
 
 Stage = Literal["fit", "validate", "test"]
+Split = Literal["train", "val", "test"]
 STAGES: tuple[str, ...] = ("fit", "validate", "test")
+TrainDataLike = Dataset | DataLoader | None
 
 
 def _snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-class XAICallback(Callback):
-    """Base class for callbacks that explain a model during ``fit``, ``validate`` and ``test``.
+def _first_loader(loaders: Any) -> Any:
+    """The first loader of a loader collection (list, tuple or dict), or the loader itself."""
+    if isinstance(loaders, Mapping):
+        loaders = next(iter(loaders.values()), None)
+    if isinstance(loaders, (list, tuple)):
+        loaders = loaders[0] if loaders else None
+    return loaders
+
+
+def _dataset(source: Any) -> Dataset | None:
+    loader = _first_loader(source)
+    if isinstance(loader, DataLoader):
+        return loader.dataset
+    if isinstance(loader, Dataset):
+        return loader
+    return None
+
+
+class ScheduleCallback(Callback):
+    """The schedule layer: when a lightning-xai callback runs, under which name, with which data.
 
     Args:
         stages: the trainer entry points in which the callback runs, any of
-            ``("fit", "validate", "test")``. During ``fit`` it runs after validation epochs.
-        every_n_epochs: during ``fit``, run after every n-th epoch only.
-        num_samples: number of fixed probe samples taken from the val/test dataset.
-        seed: seed of the probe-sample choice.
+            ``("fit", "validate", "test")``. During ``fit`` it runs after validation epochs (after
+            training epochs when there is no validation).
+        every_n_epochs: during ``fit``, run after every n-th epoch; ``None`` runs only after the
+            last one. The last fit epoch always runs, also when early stopping or ``max_steps``
+            ends the fit.
         name: folder under ``<log_dir>/xai/`` and middle part of every tag; defaults to the
             snake_case class name. Two callbacks on one trainer need different names.
 
-    Subclasses implement :meth:`explain`. Example:
-
-        >>> class CountProbes(XAICallback):
-        ...     def explain(self, trainer, pl_module, stage, batch):
-        ...         self.seen = (stage, len(batch[0]))
-        >>> cb = CountProbes(num_samples=4, stages=("validate",))
-        >>> cb.name
-        'count_probes'
+    Subclasses implement :meth:`run` (and, for configuration errors knowable before training,
+    :meth:`check`).
     """
 
     def __init__(
         self,
         stages: Sequence[Stage] = STAGES,
-        every_n_epochs: int = 1,
-        num_samples: int = 16,
-        seed: int = 0,
+        every_n_epochs: int | None = 1,
         name: str | None = None,
     ) -> None:
         super().__init__()
@@ -81,15 +99,14 @@ class XAICallback(Callback):
                 f"`stages` must be a non-empty subset of {STAGES}, got {tuple(stages)!r}; "
                 f"remove {unknown or 'nothing'} or use e.g. stages=('fit', 'test')."
             )
-        check_positive_int("every_n_epochs", every_n_epochs, error=MisconfigurationException)
-        check_positive_int("num_samples", num_samples, error=MisconfigurationException)
+        check_positive_int(
+            "every_n_epochs", every_n_epochs, allow_none=True, error=MisconfigurationException
+        )
         self.stages = tuple(stages)
         self.every_n_epochs = every_n_epochs
-        self.num_samples = num_samples
-        self.seed = seed
         self._name = name or _snake_case(type(self).__name__)
-        self.probe_indices: dict[str, list[int]] = {}
         self._last_run: tuple[str, int, int] | None = None
+        self._fit_loaders: tuple[int, Any] | None = None  # (id of the trainer, its loaders)
 
     # ------------------------------------------------------------------ identity
     @property
@@ -100,14 +117,14 @@ class XAICallback(Callback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(name=self._name, stages=self.stages, seed=self.seed)
+        return self._generate_state_key(name=self._name, stages=self.stages)
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         twins = [
             c
             for c in trainer.callbacks  # type: ignore[attr-defined]
-            if isinstance(c, XAICallback) and c.name == self.name
+            if isinstance(c, ScheduleCallback) and c.name == self.name
         ]
         if len(twins) > 1:
             raise MisconfigurationException(
@@ -128,6 +145,34 @@ class XAICallback(Callback):
         """The x-axis value of everything this callback logs: ``trainer.global_step``."""
         return int(trainer.global_step)
 
+    # ------------------------------------------------------------------ checks before work
+    def check(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Check the configuration against the real model and data before the first step.
+
+        Called on every rank once per trainer entry point in ``stages`` (at ``on_fit_start``,
+        or the start of ``validate``/``test``), with the model on its device. Raise a
+        :class:`MisconfigurationException` naming the argument, the value and the fix.
+        """
+
+    @override
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if "fit" in self.stages and not trainer.fast_dev_run:
+            self.check(trainer, pl_module, "fit")
+
+    @override
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if (
+            trainer.state.fn == TrainerFn.VALIDATING
+            and "validate" in self.stages
+            and not trainer.fast_dev_run
+        ):
+            self.check(trainer, pl_module, "validate")
+
+    @override
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if "test" in self.stages and not trainer.fast_dev_run:
+            self.check(trainer, pl_module, "test")
+
     # ------------------------------------------------------------------ timing
     @staticmethod
     def current_stage(trainer: pl.Trainer) -> str:
@@ -139,50 +184,236 @@ class XAICallback(Callback):
             TrainerFn.TESTING: "test",
         }.get(fn, str(fn.value) if fn is not None else "fit")
 
+    @staticmethod
+    def is_last_fit_epoch(trainer: pl.Trainer) -> bool:
+        """Whether the running fit epoch is the last one (``max_epochs`` or ``max_steps``)."""
+        max_epochs = trainer.max_epochs
+        if max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs:
+            return True
+        max_steps = trainer.max_steps
+        return max_steps is not None and 0 < max_steps <= trainer.global_step
+
     def should_skip(self, trainer: pl.Trainer, stage: str) -> bool:
         """The single "should I run now?" predicate.
 
         Skips the sanity check, ``fast_dev_run``, stages not selected, ``fit`` epochs that are
-        not a multiple of ``every_n_epochs``, and a second run at the same stage, epoch and step.
+        neither a multiple of ``every_n_epochs`` nor the last one, and a second run at the same
+        stage, epoch and step.
         """
         if trainer.sanity_checking or trainer.fast_dev_run:
             return True
         if stage not in self.stages:
             return True
-        if stage == "fit" and (trainer.current_epoch + 1) % self.every_n_epochs != 0:
-            return True
+        if stage == "fit" and not self.is_last_fit_epoch(trainer):
+            n = self.every_n_epochs
+            if n is None or (trainer.current_epoch + 1) % n != 0:
+                return True
         return self._last_run == (stage, int(trainer.current_epoch), int(trainer.global_step))
 
-    # ------------------------------------------------------------------ probes
+    def run(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, split: str
+    ) -> None:
+        """Do the work of one scheduled moment; called on every rank. Implemented by
+        subclasses. ``split`` is where probe samples come from: ``"val"``, ``"test"`` or, in a
+        fit without validation, ``"train"``."""
+        raise NotImplementedError
+
+    def _maybe_run(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, split: str
+    ) -> None:
+        if self.should_skip(trainer, stage):
+            return
+        self._last_run = (stage, int(trainer.current_epoch), int(trainer.global_step))
+        self.run(trainer, pl_module, stage, split)
+
     @staticmethod
-    def dataset_of(trainer: pl.Trainer, split: Literal["train", "val", "test"]) -> Dataset:
-        """The dataset behind the trainer's ``split`` dataloader (or the datamodule's)."""
-        loaders = {
-            "train": lambda: trainer.train_dataloader,
-            "val": lambda: trainer.val_dataloaders,
-            "test": lambda: trainer.test_dataloaders,
-        }[split]()
-        if isinstance(loaders, (list, tuple)):
-            loaders = loaders[0] if loaders else None
-        if isinstance(loaders, DataLoader):
-            return loaders.dataset
-        datamodule = trainer.datamodule
-        dataset = getattr(datamodule, f"{split}_dataset", None) if datamodule is not None else None
+    def _validates(trainer: pl.Trainer) -> bool:
+        source = trainer.fit_loop.epoch_loop.val_loop._data_source
+        return (
+            bool(trainer.limit_val_batches)
+            and source.is_defined()
+            and (source.instance is not None)
+        )
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_loaders = (id(trainer), trainer.train_dataloader)
+
+    @override
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._maybe_run(trainer, pl_module, self.current_stage(trainer), "val")
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._validates(trainer):
+            self._maybe_run(trainer, pl_module, "fit", "train")
+
+    @override
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._maybe_run(trainer, pl_module, "test", "test")
+
+    @override
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """The last-epoch rule: when the fit ended before its last epoch ran (early stopping,
+        ``max_steps``, a validation interval), run once now on its final weights."""
+        if "fit" not in self.stages or trainer.fast_dev_run or trainer.global_step == 0:
+            return
+        last = self._last_run
+        if last is not None and last[0] == "fit" and last[2] == int(trainer.global_step):
+            return
+        self._last_run = ("fit", int(trainer.current_epoch), int(trainer.global_step))
+        self.run(trainer, pl_module, "fit", "val" if self._validates(trainer) else "train")
+
+    # ------------------------------------------------------------------ data
+    def dataset_of(self, trainer: pl.Trainer, split: Split) -> Dataset:
+        """The dataset behind the trainer's ``split`` dataloader, found also before the loop
+        has loaded it (from the datamodule, the LightningModule or the loaders passed in).
+
+        ``"train"`` is resolved by :meth:`train_dataset`.
+        """
+        if split == "train":
+            return self.train_dataset(trainer)
+        loaded = trainer.val_dataloaders if split == "val" else trainer.test_dataloaders
+        dataset = _dataset(loaded)
         if dataset is None:
+            if split == "val":
+                fitting = trainer.state.fn == TrainerFn.FITTING
+                loop = trainer.fit_loop.epoch_loop.val_loop if fitting else trainer.validate_loop
+            else:
+                loop = trainer.test_loop
+            source = loop._data_source
+            if source.instance is not None and source.is_defined():
+                dataset = _dataset(source.dataloader())
+        if dataset is None:
+            datamodule = trainer.datamodule
+            dataset = getattr(datamodule, f"{split}_dataset", None) if datamodule else None
+        if dataset is None:
+            where = {"val": "validation", "test": "test"}[split]
             raise MisconfigurationException(
-                f"No {split} dataset found for the probe samples: pass a `{split}` dataloader to the "
-                f"trainer or give the datamodule a `{split}_dataset` attribute."
+                f"{type(self).__name__} found no {where} data for its probe samples: pass a "
+                f"{where} dataloader to the trainer (or a datamodule with `{split}_dataloader`), "
+                f"or remove the stage from `stages`."
             )
         return dataset
 
-    def probe_batch(self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str) -> Any:
-        """The fixed probe samples of ``split`` ("val" or "test"), collated, on the module's device.
+    def train_dataset(self, trainer: pl.Trainer, train_data: TrainDataLike = None) -> Dataset:
+        """The training set, in ``fit``, ``validate`` and ``test`` alike, from the first of:
+
+        1. ``train_data`` (a Dataset or DataLoader), or the callback's ``train_data`` attribute;
+        2. the datamodule's ``train_dataloader()``, whatever its attribute names (calling its
+           ``setup("fit")`` first when needed);
+        3. the train loader of this trainer's running or last fit;
+        4. the LightningModule's own ``train_dataloader()``.
+
+        Raises:
+            MisconfigurationException: naming ``train_data=`` when none is found.
+        """
+        explicit = train_data if train_data is not None else getattr(self, "train_data", None)
+        if explicit is not None:
+            dataset = _dataset(explicit)
+            if dataset is None:
+                raise MisconfigurationException(
+                    f"`train_data` must be a Dataset or a DataLoader, got "
+                    f"{type(explicit).__name__}."
+                )
+            return dataset
+        datamodule = trainer.datamodule
+        if datamodule is not None and is_overridden("train_dataloader", datamodule):
+            try:
+                dataset = _dataset(datamodule.train_dataloader())
+            except Exception:  # noqa: BLE001 - its splits may need setup("fit") first
+                datamodule.setup("fit")
+                dataset = _dataset(datamodule.train_dataloader())
+            if dataset is not None:
+                return dataset
+        remembered = self._fit_loaders
+        last_fit = remembered[1] if remembered and remembered[0] == id(trainer) else None
+        for loaders in (trainer.train_dataloader, last_fit):
+            dataset = _dataset(loaders)
+            if dataset is not None:
+                return dataset
+        source = trainer.fit_loop._data_source
+        if (
+            trainer.state.fn == TrainerFn.FITTING
+            and source.instance is not None
+            and source.is_defined()
+        ):
+            dataset = _dataset(source.dataloader())
+            if dataset is not None:
+                return dataset
+        module = trainer.lightning_module
+        if module is not None and is_overridden("train_dataloader", module):
+            dataset = _dataset(module.train_dataloader())
+            if dataset is not None:
+                return dataset
+        raise MisconfigurationException(
+            f"{type(self).__name__} needs the training set and found none: no datamodule with "
+            "`train_dataloader()`, and this trainer has not run `fit`. Pass it: "
+            f"{type(self).__name__}(train_data=<Dataset or DataLoader>)."
+        )
+
+
+class XAICallback(ScheduleCallback):
+    """The probe layer: explain fixed probe samples during ``fit``, ``validate`` and ``test``.
+
+    Args:
+        stages: the trainer entry points in which the callback runs, any of
+            ``("fit", "validate", "test")``. During ``fit`` it runs after validation epochs.
+        every_n_epochs: during ``fit``, run after every n-th epoch (and after the last one).
+        num_samples: number of fixed probe samples taken from the val/test dataset.
+        seed: seed of the probe-sample choice.
+        name: folder under ``<log_dir>/xai/`` and middle part of every tag; defaults to the
+            snake_case class name. Two callbacks on one trainer need different names.
+
+    Subclasses implement :meth:`explain`. Example:
+
+        >>> class CountProbes(XAICallback):
+        ...     def explain(self, trainer, pl_module, stage, batch):
+        ...         self.seen = (stage, len(batch[0]))
+        >>> cb = CountProbes(num_samples=4, stages=("validate",))
+        >>> cb.name
+        'count_probes'
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[Stage] = STAGES,
+        every_n_epochs: int | None = 1,
+        num_samples: int = 16,
+        seed: int = 0,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(stages=stages, every_n_epochs=every_n_epochs, name=name)
+        check_positive_int("num_samples", num_samples, error=MisconfigurationException)
+        self.num_samples = num_samples
+        self.seed = seed
+        self.probe_indices: dict[str, list[int]] = {}
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(name=self._name, stages=self.stages, seed=self.seed)
+
+    # ------------------------------------------------------------------ probes
+    def probe_batch(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        split: str,
+        limit: int | None = None,
+    ) -> Any:
+        """The fixed probe samples of ``split`` ("val", "test" or "train"), collated, on the
+        module's device; the first ``limit`` of them when given (for checks).
 
         Indices are drawn once with ``seed`` and kept in :attr:`probe_indices` (and thus in the
         checkpoint), so every epoch and a resumed run explain the same examples.
         """
         dataset = self.dataset_of(trainer, split)  # type: ignore[arg-type]
         n = len(dataset)  # type: ignore[arg-type]
+        if n == 0:
+            raise MisconfigurationException(
+                f"{type(self).__name__}: the {split} dataset is empty; there is nothing to explain."
+            )
         indices = self.probe_indices.get(split)
         if indices is not None and indices and max(indices) >= n:
             rank_zero_warn(
@@ -194,11 +425,34 @@ class XAICallback(Callback):
             g = torch.Generator().manual_seed(self.seed)
             indices = torch.randperm(n, generator=g)[: self.num_samples].tolist()
             self.probe_indices[split] = indices
+        return self.collate(trainer, pl_module, dataset, indices[:limit])
+
+    @staticmethod
+    def collate(
+        trainer: pl.Trainer, pl_module: pl.LightningModule, dataset: Any, indices: Sequence[int]
+    ) -> Any:
+        """Items ``indices`` of ``dataset``, collated like the trainer's loaders (their
+        ``collate_fn`` when one is known) and moved to the module's device."""
         samples = [dataset[i] for i in indices]
-        batch = default_collate(samples)
+        collate_fn = default_collate
+        for loaders in (trainer.val_dataloaders, trainer.test_dataloaders):
+            loader = _first_loader(loaders)
+            if isinstance(loader, DataLoader) and loader.dataset is dataset:
+                collate_fn = loader.collate_fn
+        batch = collate_fn(samples)
         if isinstance(samples[0], tuple) and isinstance(batch, list):
             batch = tuple(batch)
         return pl.utilities.move_data_to_device(batch, pl_module.device)
+
+    def check_batch(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, limit: int = 2
+    ) -> Any:
+        """A small real probe batch for :meth:`check`: the first ``limit`` probe samples of the
+        split ``stage`` explains."""
+        split = {"fit": "val", "validate": "val", "test": "test"}[stage]
+        if stage == "fit" and not self._validates(trainer):
+            split = "train"
+        return self.probe_batch(trainer, pl_module, split, limit=limit)
 
     # ------------------------------------------------------------------ running
     def explain(
@@ -211,30 +465,15 @@ class XAICallback(Callback):
         """
         raise NotImplementedError
 
-    def _run(
+    @override
+    def run(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, split: str
     ) -> None:
-        if self.should_skip(trainer, stage):
-            return
-        self._last_run = (stage, int(trainer.current_epoch), int(trainer.global_step))
         if not trainer.is_global_zero:
             return
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
-            with grad_enabled():
-                batch = self.probe_batch(trainer, pl_module, split)
-                self.explain(trainer, pl_module, stage, batch)
-        finally:
-            pl_module.train(was_training)
-
-    @override
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._run(trainer, pl_module, self.current_stage(trainer), "val")
-
-    @override
-    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._run(trainer, pl_module, "test", "test")
+        with eval_mode(pl_module), grad_enabled():
+            batch = self.probe_batch(trainer, pl_module, split)
+            self.explain(trainer, pl_module, stage, batch)
 
     # ------------------------------------------------------------------ resume
     @override

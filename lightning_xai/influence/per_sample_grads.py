@@ -18,8 +18,7 @@ Gradients are taken in eval mode, where the samples of a batch do not interact.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, cast
 
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from lightning_xai.utilities.gradients import grad_enabled, to_autograd
+from lightning_xai.utilities.modes import eval_mode
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Targets = Literal["labels", "inputs"]
@@ -150,27 +150,6 @@ def _check_loss(loss: Tensor, n: int) -> Tensor:
             "over the non-batch dimensions only."
         )
     return loss
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode; restore every submodule's train/eval flag on exit.
-
-    Example:
-        >>> net = torch.nn.Dropout().train()
-        >>> with eval_mode(net):
-        ...     net.training
-        False
-        >>> net.training
-        True
-    """
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 def _values(model: nn.Module, values: Mapping[str, Tensor]) -> dict[str, Tensor]:
