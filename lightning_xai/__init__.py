@@ -5,6 +5,8 @@ tensors and modules; ``modules`` and ``callbacks`` decide when they run inside a
 ``utilities.report`` sends the results to every logger (TensorBoard first) and to plain files.
 """
 
+from lightning_xai.utilities.batches import BatchAdapter
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["BatchAdapter", "__version__"]
