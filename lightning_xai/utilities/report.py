@@ -14,7 +14,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,13 +24,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from lightning_xai.utilities.io import atomic_save, atomic_write
+from lightning_xai.utilities.io import atomic_save, atomic_write, remove_stale_temporaries
 
 if TYPE_CHECKING:  # pragma: no cover
     import pytorch_lightning as pl
     from matplotlib.figure import Figure
 
-__all__ = ["Reporter", "log_dir_of", "to_image_array"]
+__all__ = ["NonFiniteWarning", "Reporter", "log_dir_of", "to_image_array"]
+
+_CLEANED: set[Path] = set()  # directories whose stale temporaries this process removed
+_WARNED: set[tuple[str, str]] = set()
+
+
+class NonFiniteWarning(UserWarning):
+    """A scalar, histogram or picture held NaN or inf and was skipped rather than logged."""
+
 
 _TAG_SAFE = re.compile(r"[^A-Za-z0-9_.\-/]+")
 
@@ -103,9 +113,25 @@ class Reporter:
         ('step000000.md', 'table')
     """
 
-    def __init__(self, trainer: pl.Trainer, name: str) -> None:
+    def __init__(self, trainer: pl.Trainer, name: str, strict: bool = False) -> None:
         self.trainer = trainer
         self.name = name
+        self.strict = strict
+
+    def skip_non_finite(self, tag: str, step: int, what: str) -> None:
+        """Report a non-finite ``what`` under ``tag``: one warning per tag (naming the stage,
+        epoch and quantity), or a ``ValueError`` when ``strict``."""
+        epoch = getattr(self.trainer, "current_epoch", "?")
+        message = (
+            f"{tag} at epoch {epoch}, step {int(step)}: {what} is not finite (NaN or inf); "
+            "it was skipped, not logged. Non-finite explanations usually mean non-finite "
+            "weights, inputs or a diverged loss."
+        )
+        if self.strict:
+            raise ValueError(message + " (strict=True raises instead of skipping.)")
+        if (self.name, tag) not in _WARNED:
+            _WARNED.add((self.name, tag))
+            warnings.warn(message, NonFiniteWarning, stacklevel=3)
 
     @property
     def enabled(self) -> bool:
@@ -114,8 +140,13 @@ class Reporter:
 
     @property
     def dir(self) -> Path:
-        """``<log_dir>/xai/<name>/`` (created on first write)."""
-        return log_dir_of(self.trainer) / "xai" / self.name
+        """``<log_dir>/xai/<name>/`` (created on first write). Temporaries that an
+        interrupted earlier write left there are removed the first time it is used."""
+        path = log_dir_of(self.trainer) / "xai" / self.name
+        if path not in _CLEANED and self.enabled:
+            _CLEANED.add(path)
+            remove_stale_temporaries(path)
+        return path
 
     def _tensorboards(self) -> list[Any]:
         from torch.utils.tensorboard import SummaryWriter
@@ -134,13 +165,23 @@ class Reporter:
 
     # ------------------------------------------------------------------ scalars
     def log_scalars(self, metrics: Mapping[str, float | torch.Tensor], step: int) -> None:
-        """Log scalar values under their tags; appended to ``scalars.csv`` as well."""
+        """Log scalar values under their tags; appended to ``scalars.csv`` as well.
+
+        Non-finite values are skipped with a warning (see :meth:`skip_non_finite`). Rows of
+        ``scalars.csv`` for the same tag at this or a later step (left by a run that was
+        resumed from an earlier checkpoint and redoes those epochs) are replaced.
+        """
         if not self.enabled or not metrics:
             return
-        values = {
-            k: float(v.detach().cpu().item() if torch.is_tensor(v) else v)
-            for k, v in metrics.items()
-        }
+        values = {}
+        for k, v in metrics.items():
+            value = float(v.detach().cpu().item() if torch.is_tensor(v) else v)
+            if math.isfinite(value):
+                values[k] = value
+            else:
+                self.skip_non_finite(k, step, "the value")
+        if not values:
+            return
         tensorboards = self._tensorboards()
         for writer in tensorboards:
             for key, value in values.items():
@@ -154,6 +195,7 @@ class Reporter:
         if path.exists():
             with path.open(newline="") as f:
                 rows = list(csv.DictReader(f))
+        rows = [r for r in rows if not (r.get("tag") in values and int(r["step"]) >= int(step))]
         rows += [{"step": int(step), "tag": k, "value": v} for k, v in values.items()]
         self._write_csv(path, rows)
 
@@ -172,6 +214,11 @@ class Reporter:
 
                 plt.close(image)
             return None
+        if not hasattr(image, "savefig"):
+            raw = np.asarray(image.detach().cpu() if torch.is_tensor(image) else image)
+            if raw.dtype.kind in "fc" and not np.isfinite(raw).all():
+                self.skip_non_finite(tag, step, "the picture")
+                return None
         array = to_image_array(image)
         tensorboards = self._tensorboards()
         for writer in tensorboards:
@@ -206,6 +253,9 @@ class Reporter:
             return
         tensor = torch.as_tensor(np.asarray(values) if not torch.is_tensor(values) else values)
         tensor = tensor.detach().cpu().flatten().to(torch.float64)
+        if tensor.numel() == 0 or not bool(torch.isfinite(tensor).all()):
+            self.skip_non_finite(tag, step, "the histogram's values (empty or NaN/inf)")
+            return
         for writer in self._tensorboards():
             writer.add_histogram(tag, tensor.numpy(), int(step))
             writer.flush()
