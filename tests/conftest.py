@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -14,37 +13,6 @@ import torch
 # Spawned DDP workers unpickle test classes by module name: let them import `tests.*`.
 _ROOT = str(Path(__file__).resolve().parents[1])
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)
-
-
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """Run `ddp` tests once more when a spawned gloo worker aborts at exit.
-
-    About one 2-process ``ddp_spawn`` run in forty on this stack ends with a worker killed by
-    SIGABRT ("terminate called without an active exception") after its work is done. Only that
-    exact failure is retried, once, in a clean ``tmp_path``; any other failure is reported as is.
-    """
-    if pyfuncitem.get_closest_marker("ddp") is None:
-        return None
-    from torch.multiprocessing.spawn import ProcessExitedException
-
-    funcargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    for attempt in (1, 2):
-        try:
-            pyfuncitem.obj(**funcargs)
-            return True
-        except ProcessExitedException as err:
-            if attempt == 2 or getattr(err, "signal_name", None) != "SIGABRT":
-                raise
-            warnings.warn(
-                f"{pyfuncitem.nodeid}: a DDP worker aborted ({err}); retrying once.", stacklevel=1
-            )
-            tmp = funcargs.get("tmp_path")
-            if isinstance(tmp, Path):
-                for child in tmp.iterdir():
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
-            for key in ("MASTER_PORT", "MASTER_ADDR"):
-                os.environ.pop(key, None)
-    return True
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -41,6 +41,22 @@ def tiny_digits(**kwargs: Any) -> DigitsDataModule:
     return DigitsDataModule(**kwargs)
 
 
+class ReleaseProcessGroup(pl.Callback):
+    """Destroy the gloo process group when a DDP run's trainer tears down.
+
+    Lightning destroys the default process group at exit only for NCCL
+    (``lightning_fabric.utilities.distributed._init_dist_connection``); a spawned gloo worker
+    that exits with its group alive can be killed by SIGABRT ("terminate called without an
+    active exception") while the interpreter tears the group's threads down. Users' scripts
+    exit the same way; the tests release the group as a well-behaved program should.
+    """
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
+
 def make_trainer(tmp_path: str | Path, **kwargs: Any) -> pl.Trainer:
     """A quick CPU trainer logging to TensorBoard under ``tmp_path``."""
     defaults: dict[str, Any] = dict(
@@ -57,4 +73,6 @@ def make_trainer(tmp_path: str | Path, **kwargs: Any) -> pl.Trainer:
         log_every_n_steps=1,
     )
     defaults.update(kwargs)
+    if "ddp" in str(defaults.get("strategy", "")):
+        defaults["callbacks"] = [*(defaults.get("callbacks") or []), ReleaseProcessGroup()]
     return pl.Trainer(**defaults)
