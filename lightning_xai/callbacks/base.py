@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.trainer.states import TrainerFn
-from pytorch_lightning.utilities import rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.utilities.model_helpers import is_overridden
 from torch.utils.data import DataLoader, Dataset
@@ -29,7 +29,7 @@ from typing_extensions import override
 
 from lightning_xai.utilities.gradients import grad_enabled
 from lightning_xai.utilities.modes import eval_mode
-from lightning_xai.utilities.report import Reporter
+from lightning_xai.utilities.report import Reporter, log_dir_of
 from lightning_xai.utilities.validation import check_positive_int
 
 __all__ = ["STAGES", "ScheduleCallback", "TrainDataLike", "XAICallback"]
@@ -74,6 +74,8 @@ class ScheduleCallback(Callback):
             ends the fit.
         name: folder under ``<log_dir>/xai/`` and middle part of every tag; defaults to the
             snake_case class name. Two callbacks on one trainer need different names.
+        verbose: print one line at the end of each stage with the headline figures and where
+            the files are.
 
     Subclasses implement :meth:`run` (and, for configuration errors knowable before training,
     :meth:`check`).
@@ -84,6 +86,7 @@ class ScheduleCallback(Callback):
         stages: Sequence[Stage] = STAGES,
         every_n_epochs: int | None = 1,
         name: str | None = None,
+        verbose: bool = True,
     ) -> None:
         super().__init__()
         if name is not None and (not isinstance(name, str) or not name.strip() or "/" in name):
@@ -104,7 +107,9 @@ class ScheduleCallback(Callback):
         )
         self.stages = tuple(stages)
         self.every_n_epochs = every_n_epochs
+        self.verbose = verbose
         self._name = name or _snake_case(type(self).__name__)
+        self._headline: dict[str, float] = {}
         self._last_run: tuple[str, int, int] | None = None
         self._fit_loaders: tuple[int, Any] | None = None  # (id of the trainer, its loaders)
 
@@ -138,7 +143,21 @@ class ScheduleCallback(Callback):
 
     def reporter(self, trainer: pl.Trainer) -> Reporter:
         """A :class:`~lightning_xai.utilities.Reporter` writing under ``xai/<name>/``."""
-        return Reporter(trainer, self.name)
+        return Reporter(trainer, self.name, on_scalars=self._remember)
+
+    def _remember(self, values: Mapping[str, float], step: int) -> None:
+        self._headline.update(values)
+
+    def summary_line(self, trainer: pl.Trainer, stage: str) -> str | None:
+        """The console line of this stage: its headline figures and where its files are, or
+        ``None`` when it logged nothing."""
+        prefix = f"{stage}/{self.name}/"
+        figures = {k[len(prefix) :]: v for k, v in self._headline.items() if k.startswith(prefix)}
+        folder = log_dir_of(trainer) / "xai" / self.name
+        if not figures and not folder.is_dir():
+            return None
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in figures.items()) or "pictures and files"
+        return f"{type(self).__name__} {self.name!r} ({stage}): {shown}; files in {folder}"
 
     @staticmethod
     def step(trainer: pl.Trainer) -> int:
@@ -264,6 +283,17 @@ class ScheduleCallback(Callback):
         self._last_run = ("fit", int(trainer.current_epoch), int(trainer.global_step))
         self.run(trainer, pl_module, "fit", "val" if self._validates(trainer) else "train")
 
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """At the end of every ``fit``, ``validate`` and ``test``: one console line per callback
+        (``verbose=False`` silences it), in the manner of ``ModelCheckpoint(verbose=True)``."""
+        entry = self.current_stage(trainer)
+        if self.verbose and trainer.is_global_zero and entry in self.stages:
+            line = self.summary_line(trainer, entry)
+            if line is not None:
+                rank_zero_info(line)
+        self._headline = {}
+
     # ------------------------------------------------------------------ data
     def dataset_of(self, trainer: pl.Trainer, split: Split) -> Dataset:
         """The dataset behind the trainer's ``split`` dataloader, found also before the loop
@@ -382,8 +412,9 @@ class XAICallback(ScheduleCallback):
         num_samples: int = 16,
         seed: int = 0,
         name: str | None = None,
+        verbose: bool = True,
     ) -> None:
-        super().__init__(stages=stages, every_n_epochs=every_n_epochs, name=name)
+        super().__init__(stages=stages, every_n_epochs=every_n_epochs, name=name, verbose=verbose)
         check_positive_int("num_samples", num_samples, error=MisconfigurationException)
         self.num_samples = num_samples
         self.seed = seed

@@ -17,7 +17,7 @@ import json
 import math
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,10 +113,17 @@ class Reporter:
         ('step000000.md', 'table')
     """
 
-    def __init__(self, trainer: pl.Trainer, name: str, strict: bool = False) -> None:
+    def __init__(
+        self,
+        trainer: pl.Trainer,
+        name: str,
+        strict: bool = False,
+        on_scalars: Callable[[Mapping[str, float], int], None] | None = None,
+    ) -> None:
         self.trainer = trainer
         self.name = name
         self.strict = strict
+        self.on_scalars = on_scalars
 
     def skip_non_finite(self, tag: str, step: int, what: str) -> None:
         """Report a non-finite ``what`` under ``tag``: one warning per tag (naming the stage,
@@ -182,6 +189,8 @@ class Reporter:
                 self.skip_non_finite(k, step, "the value")
         if not values:
             return
+        if self.on_scalars is not None:
+            self.on_scalars(values, int(step))
         tensorboards = self._tensorboards()
         for writer in tensorboards:
             for key, value in values.items():

@@ -182,3 +182,22 @@ def test_eval_mode_of_none_and_nested() -> None:
     assert [m.training for m in net.modules()] == [True, True, True, True, False]
     with eval_mode(None) as nothing:
         assert nothing is None
+
+
+def test_one_console_line_per_stage_and_verbose_false_is_quiet(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Scoring(Recorder):
+        def explain(self, trainer: pl.Trainer, pl_module: Any, stage: str, batch: Any) -> None:
+            self.reporter(trainer).log_scalars({self.tag(stage, "score"): 0.5}, self.step(trainer))
+
+    loud, quiet = Scoring(name="loud"), Scoring(name="quiet", verbose=False)
+    trainer = make_trainer(tmp_path, max_epochs=1, callbacks=[loud, quiet])
+    with caplog.at_level("INFO"):
+        trainer.fit(RGBResNet(), loader(rgb_data()), loader(rgb_data(seed=1)))
+        trainer.test(RGBResNet(), loader(rgb_data(seed=2)))
+    lines = [r.getMessage() for r in caplog.records if "Scoring" in r.getMessage()]
+    assert len(lines) == 2
+    assert lines[0].startswith("Scoring 'loud' (fit): score=0.5; files in ")
+    assert lines[1].startswith("Scoring 'loud' (test): score=0.5")
+    assert lines[0].endswith(str(Path("xai") / "loud"))
