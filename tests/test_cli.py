@@ -33,11 +33,17 @@ def test_every_config_instantiates(config: Path, tmp_path) -> None:
     assert cli.model is not None and cli.datamodule is not None
 
 
-def test_quickstart_fit_then_test_logs_to_tensorboard(tmp_path, tb_events) -> None:
+def test_quickstart_fit_then_test_logs_to_tensorboard(tmp_path, tb_events, capsys) -> None:
     config = ROOT / "configs" / "quickstart.yaml"
+    ckpt: list[str] = []
     for command in ("fit", "test"):
-        cli = build_cli([command, "--config", str(config), *_fast_overrides(tmp_path)])
+        cli = build_cli([command, "--config", str(config), *_fast_overrides(tmp_path), *ckpt])
         assert cli.trainer.state.finished
+        ckpt = ["--ckpt_path", cli.trainer.checkpoint_callback.best_model_path]
+        printed = capsys.readouterr().out
+        # the run ends by saying where everything is
+        assert f"Run directory:      {cli.trainer.log_dir}" in printed
+        assert "Best checkpoint:" in printed and "Explanation report:" in printed
     events = tb_events(tmp_path)
     assert events.Scalars("train/loss") and events.Scalars("val/acc") and events.Scalars("test/acc")
     saved = yaml.safe_load((Path(cli.trainer.log_dir) / "config.yaml").read_text())
