@@ -110,6 +110,7 @@ class ScheduleCallback(Callback):
         self.verbose = verbose
         self._name = name or _snake_case(type(self).__name__)
         self._headline: dict[str, float] = {}
+        self._restored: tuple[int, int] | None = None  # (epoch, global step) of an evaluated ckpt
         self._last_run: tuple[str, int, int] | None = None
         self._fit_loaders: tuple[int, Any] | None = None  # (id of the trainer, its loaders)
 
@@ -126,6 +127,8 @@ class ScheduleCallback(Callback):
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._restored = None  # set again by on_load_checkpoint when a checkpoint is evaluated
+        self._last_run = None  # every trainer entry point runs afresh
         twins = [
             c
             for c in trainer.callbacks  # type: ignore[attr-defined]
@@ -159,10 +162,25 @@ class ScheduleCallback(Callback):
         shown = ", ".join(f"{k}={v:.4g}" for k, v in figures.items()) or "pictures and files"
         return f"{type(self).__name__} {self.name!r} ({stage}): {shown}; files in {folder}"
 
-    @staticmethod
-    def step(trainer: pl.Trainer) -> int:
-        """The x-axis value of everything this callback logs: ``trainer.global_step``."""
+    def step(self, trainer: pl.Trainer) -> int:
+        """The x-axis value of everything this callback logs: ``trainer.global_step``, or, when
+        validating or testing a checkpoint (``ckpt_path=``), the checkpoint's global step."""
+        if self._restored is not None and trainer.state.fn != TrainerFn.FITTING:
+            return self._restored[1]
         return int(trainer.global_step)
+
+    def epoch(self, trainer: pl.Trainer) -> int:
+        """The epoch that file names and captions state: ``trainer.current_epoch``, or the
+        checkpoint's epoch when validating or testing a checkpoint."""
+        if self._restored is not None and trainer.state.fn != TrainerFn.FITTING:
+            return self._restored[0]
+        return int(trainer.current_epoch)
+
+    @override
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._restored = (int(checkpoint.get("epoch", 0)), int(checkpoint.get("global_step", 0)))
 
     # ------------------------------------------------------------------ checks before work
     def check(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

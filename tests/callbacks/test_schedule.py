@@ -201,3 +201,18 @@ def test_one_console_line_per_stage_and_verbose_false_is_quiet(
     assert lines[0].startswith("Scoring 'loud' (fit): score=0.5; files in ")
     assert lines[1].startswith("Scoring 'loud' (test): score=0.5")
     assert lines[0].endswith(str(Path("xai") / "loud"))
+
+
+def test_evaluating_a_checkpoint_labels_outputs_with_its_epoch_and_step(tmp_path: Path) -> None:
+    class Stamps(Recorder):
+        def explain(self, trainer: pl.Trainer, pl_module: Any, stage: str, batch: Any) -> None:
+            self.runs.append((stage, self.epoch(trainer), self.step(trainer)))
+
+    trainer = make_trainer(tmp_path, max_epochs=2, enable_checkpointing=True)
+    trainer.fit(RGBResNet(), loader(rgb_data()), loader(rgb_data(seed=1)))
+    ckpt = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
+    cb = Stamps()
+    fresh = make_trainer(tmp_path / "eval", callbacks=[cb])
+    fresh.test(RGBResNet(), loader(rgb_data(seed=2)), ckpt_path=ckpt)
+    fresh.test(RGBResNet(), loader(rgb_data(seed=2)))  # no checkpoint: the trainer's own
+    assert cb.runs == [("test", 1, 6), ("test", 0, 0)]
