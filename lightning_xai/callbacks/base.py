@@ -146,7 +146,7 @@ class ScheduleCallback(Callback):
 
     def reporter(self, trainer: pl.Trainer) -> Reporter:
         """A :class:`~lightning_xai.utilities.Reporter` writing under ``xai/<name>/``."""
-        return Reporter(trainer, self.name, on_scalars=self._remember)
+        return Reporter(trainer, self.name, on_scalars=self._remember, epoch=self.epoch(trainer))
 
     def _remember(self, values: Mapping[str, float], step: int) -> None:
         self._headline.update(values)

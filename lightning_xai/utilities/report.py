@@ -110,7 +110,7 @@ class Reporter:
         >>> rep.log_scalars({"fit/demo/score": 0.5}, step=0)
         >>> path = rep.log_text("fit/demo/table", "| a |\\n|---|\\n| 1 |", step=0)
         >>> path.name, path.parent.name
-        ('step000000.md', 'table')
+        ('epoch0000_step0000000.md', 'table')
     """
 
     def __init__(
@@ -119,9 +119,11 @@ class Reporter:
         name: str,
         strict: bool = False,
         on_scalars: Callable[[Mapping[str, float], int], None] | None = None,
+        epoch: int | None = None,
     ) -> None:
         self.trainer = trainer
         self.name = name
+        self.epoch = epoch
         self.strict = strict
         self.on_scalars = on_scalars
 
@@ -165,10 +167,16 @@ class Reporter:
                 writers.append(experiment)
         return writers
 
-    def _default_file(self, tag: str, step: int, suffix: str) -> str:
-        # "fit/<name>/heatmaps" -> "fit/heatmaps/stepN.png": the name is already the folder.
+    def file_for(self, tag: str, step: int, suffix: str) -> str:
+        """The one file layout of every callback, relative to :attr:`dir`:
+        ``<stage>/<item>/epoch{E}_step{S}<suffix>`` for the tag ``"<stage>/<name>/<item>"``
+        (the name is already the folder). Items saved together (a picture and its tensors) share
+        the stem, e.g. ``file_for(tag, step, ".pt")`` next to the PNG."""
         parts = [p for p in _tag_path(tag).split("/") if p and p != self.name]
-        return f"{'/'.join(parts) or 'item'}/step{int(step):06d}{suffix}"
+        epoch = self.epoch if self.epoch is not None else getattr(self.trainer, "current_epoch", 0)
+        return f"{'/'.join(parts) or 'item'}/epoch{int(epoch):04d}_step{int(step):07d}{suffix}"
+
+    _default_file = file_for
 
     # ------------------------------------------------------------------ scalars
     def log_scalars(self, metrics: Mapping[str, float | torch.Tensor], step: int) -> None:

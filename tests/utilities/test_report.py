@@ -51,7 +51,7 @@ def test_scalars_images_text_histograms_reach_tensorboard(tmp_path, tb_events) -
 
     # Plain-file copies under <log_dir>/xai/<name>/.
     root = tmp_path / "tb" / "version_0" / "xai" / "probe"
-    assert png == root / "fit" / "heatmap" / "step000003.png"  # the name is not repeated
+    assert png == root / "fit" / "heatmap" / "epoch0000_step0000003.png"  # the name is not repeated
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and fig_png.exists()
     assert md.read_text() == table
     with (root / "scalars.csv").open() as f:
@@ -62,7 +62,7 @@ def test_scalars_images_text_histograms_reach_tensorboard(tmp_path, tb_events) -
         ("4", "fit/probe/score", 0.75),
     ]
     assert torch.equal(
-        torch.load(root / "fit/values/step000003.pt"), torch.arange(100.0).double()
+        torch.load(root / "fit/values/epoch0000_step0000003.pt"), torch.arange(100.0).double()
     )
 
 
