@@ -30,6 +30,7 @@ from typing_extensions import override
 from lightning_xai.utilities.gradients import grad_enabled
 from lightning_xai.utilities.modes import eval_mode
 from lightning_xai.utilities.report import Reporter, log_dir_of
+from lightning_xai.utilities.run_report import write_run_report
 from lightning_xai.utilities.validation import check_positive_int
 
 __all__ = ["STAGES", "ScheduleCallback", "TrainDataLike", "XAICallback"]
@@ -304,13 +305,18 @@ class ScheduleCallback(Callback):
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """At the end of every ``fit``, ``validate`` and ``test``: one console line per callback
-        (``verbose=False`` silences it), in the manner of ``ModelCheckpoint(verbose=True)``."""
+        (``verbose=False`` silences it), in the manner of ``ModelCheckpoint(verbose=True)``;
+        then the last lightning-xai callback on the trainer writes the run report
+        (``<log_dir>/xai/report.html`` and ``report.md``)."""
         entry = self.current_stage(trainer)
         if self.verbose and trainer.is_global_zero and entry in self.stages:
             line = self.summary_line(trainer, entry)
             if line is not None:
                 rank_zero_info(line)
         self._headline = {}
+        ours = [c for c in trainer.callbacks if isinstance(c, ScheduleCallback)]  # type: ignore[attr-defined]
+        if ours and ours[-1] is self and trainer.is_global_zero and not trainer.fast_dev_run:
+            write_run_report(trainer)  # the last of our callbacks: everything has been written
 
     # ------------------------------------------------------------------ data
     def dataset_of(self, trainer: pl.Trainer, split: Split) -> Dataset:

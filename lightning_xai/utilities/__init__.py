@@ -5,6 +5,7 @@ from lightning_xai.utilities.gradients import grad_enabled, to_autograd
 from lightning_xai.utilities.io import atomic_save, atomic_write
 from lightning_xai.utilities.modes import eval_mode
 from lightning_xai.utilities.report import Reporter, log_dir_of, to_image_array
+from lightning_xai.utilities.run_report import write_run_report
 
 __all__ = [
     "AdaptedBatch",
@@ -17,4 +18,5 @@ __all__ = [
     "log_dir_of",
     "to_autograd",
     "to_image_array",
+    "write_run_report",
 ]
