@@ -1,11 +1,12 @@
-"""Report TracIn influence at the end of fit and at test: suspicious training examples and the
-proponents/opponents of fixed probe samples."""
+"""Report TracIn influence: suspicious training examples and the proponents/opponents of fixed
+probe samples, at the end of fit, at validate and at test."""
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -14,157 +15,316 @@ import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch import Tensor
-from torch.utils.data import Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 from typing_extensions import override
 
-from lightning_xai.callbacks.base import Stage, XAICallback
+from lightning_xai.callbacks.base import STAGES, Stage, TrainDataLike, XAICallback
 from lightning_xai.callbacks.tracin_checkpoint import TracInCheckpoint
 from lightning_xai.influence.checkpoints import CheckpointStore
+from lightning_xai.influence.per_sample_grads import select_parameters
 from lightning_xai.influence.tracin import SelfInfluenceResult, TracIn
+from lightning_xai.utilities.batches import (
+    AdaptedBatch,
+    BatchAdapter,
+    check_labels,
+    resolve_callable,
+)
 from lightning_xai.utilities.gradients import grad_enabled
+from lightning_xai.utilities.modes import eval_mode
 from lightning_xai.utilities.validation import check_positive_int
-from lightning_xai.viz.examples import example_grid, influence_grid
+from lightning_xai.viz.examples import KINDS, Kind, Vocabulary, example_grid, influence_grid
 
 __all__ = ["InfluenceLogger"]
 
+_FLIPPED, _WRONG = "red", "tab:orange"
 
-def _cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
-    return F.cross_entropy(logits, y, reduction="none")
+
+def _cross_entropy(scores: Tensor, labels: Tensor) -> Tensor:
+    return F.cross_entropy(scores, labels, reduction="none")
+
+
+def _label_text(label: Tensor) -> str:
+    if label.numel() == 1:
+        value = label.item()
+        return str(int(value)) if float(value).is_integer() else f"{value:.3g}"
+    return str(int(label.reshape(-1).argmax()))
 
 
 class InfluenceLogger(XAICallback):
-    """TracIn self-influence of the training set and influence on probe samples, at the end of
-    ``fit`` and at ``test``.
+    """TracIn self-influence of the training set and influence on probe samples.
 
     Uses the checkpoints recorded by :class:`~lightning_xai.callbacks.TracInCheckpoint` (add
-    it to the trainer too, or pass ``checkpoints=`` a store directory). Logs, under
-    ``<stage>/influence_logger/``:
+    it to the trainer too, or pass ``checkpoints=`` a store directory). Runs at the end of the
+    last fit epoch (or every ``every_n_epochs``), at ``validate`` and at ``test``; the training
+    set is found in each (``train_data=``, the datamodule, or this trainer's last fit). Logs,
+    under ``<stage>/<name>/``:
 
     * ``self_influence``: a histogram over the training set;
-    * ``most_self_influential``: an image grid of the ``top_n`` most self-influential training
-      examples with label, prediction and score (known flipped labels framed in red);
-    * ``proponents_opponents``: one row per probe sample (from the val set during ``fit``, the
-      test set during ``test``) with its ``k`` proponents and ``k`` opponents;
+    * ``most_self_influential``: a grid of the ``top_n`` most self-influential training
+      examples, captioned ``#index · s=score`` and ``label 3 · pred 3 (0.98)`` (frames: red for
+      known flipped labels, orange where label and prediction differ; a legend says so);
+    * ``proponents_opponents``: one row per probe sample (from the split being evaluated) with
+      its ``k`` proponents and ``k`` opponents;
     * ``mislabel_recall@10``/``@20`` when the training set marks flipped labels (``.flipped``);
-    * files under ``<log_dir>/xai/influence_logger/<stage>/``: ``ranking_stepN.csv`` (every
-      training example, most self-influential first) and ``influence_stepN.pt``.
+    * files under ``<log_dir>/xai/<name>/<stage>/``: ``ranking_stepN.csv`` (every training
+      example, most self-influential first) and ``influence_stepN.pt``.
 
+    Examples are drawn by kind: images (grey or colour, any size), 1-D signals, tabular rows,
+    token ids (with ``vocabulary=``); the first explained input of each example is shown.
     Under DDP the training set is split across ranks and the scores gathered, so each rank
     computes ``1/world_size`` of the gradients; every rank must run the callback.
 
     Args:
-        stages: any of ``("fit", "validate", "test")``; ``fit`` runs once at the end of fit.
+        stages: any of ``("fit", "validate", "test")``.
+        every_n_epochs: during ``fit``, run after every n-th epoch; ``None`` (default): only at
+            the end of the last fit epoch.
         num_samples: number of probe samples.
         k: proponents and opponents shown per probe sample.
         top_n: most self-influential training examples shown.
         checkpoints: a checkpoint store directory; default: the ``TracInCheckpoint`` callback's.
-        loss_fn: per-sample loss ``loss_fn(outputs, target) -> (B,)``; default cross-entropy.
+        loss_fn: per-sample loss ``loss_fn(scores, target) -> (B,)`` (or its dotted import path);
+            default cross-entropy with ``reduction="none"``.
         targets: ``"labels"`` or ``"inputs"`` (label-free), see :class:`~lightning_xai.influence.TracIn`.
         parameters: parameters to use; default: those the checkpoints hold.
         projection_dim: optional random projection of the gradients.
         normalize: cosine variant for the probe influence (self-influence is never normalised).
         batch_size: gradient chunk size.
         seed: seed of the probe samples and of the projection.
+        adapter: how batches are read and the model called
+            (:class:`~lightning_xai.utilities.batches.BatchAdapter`); default ``BatchAdapter()``.
+        train_data: the training set (a Dataset or DataLoader), when the trainer cannot provide
+            it (e.g. ``trainer.test`` in a new trainer without a datamodule).
+        vocabulary: token strings by id (a list or dict), for token inputs.
+        kind: how examples are drawn: ``"auto"`` or one of ``"image"``, ``"signal"``,
+            ``"tabular"``, ``"tokens"``.
+        name: folder under ``<log_dir>/xai/`` and middle part of every tag.
 
     Example:
         >>> cb = InfluenceLogger(num_samples=2, k=3)
-        >>> cb.name, cb.stages
-        ('influence_logger', ('fit', 'test'))
+        >>> cb.name, cb.stages, cb.every_n_epochs
+        ('influence_logger', ('fit', 'validate', 'test'), None)
     """
 
     def __init__(
         self,
-        stages: Sequence[Stage] = ("fit", "test"),
+        stages: Sequence[Stage] = STAGES,
+        every_n_epochs: int | None = None,
         num_samples: int = 4,
         k: int = 4,
         top_n: int = 16,
         checkpoints: str | os.PathLike[str] | None = None,
-        loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+        loss_fn: Callable[[Tensor, Tensor], Tensor] | str | None = None,
         targets: Literal["labels", "inputs"] = "labels",
         parameters: str | Sequence[str] | None = None,
         projection_dim: int | None = None,
         normalize: bool = False,
         batch_size: int = 256,
         seed: int = 0,
+        adapter: BatchAdapter | None = None,
+        train_data: TrainDataLike = None,
+        vocabulary: Vocabulary = None,
+        kind: Kind = "auto",
+        name: str | None = None,
     ) -> None:
-        super().__init__(stages=stages, every_n_epochs=1, num_samples=num_samples, seed=seed)
-        for name, value in (("k", k), ("top_n", top_n), ("batch_size", batch_size)):
-            check_positive_int(name, value, error=MisconfigurationException)
+        super().__init__(
+            stages=stages,
+            every_n_epochs=every_n_epochs,
+            num_samples=num_samples,
+            seed=seed,
+            name=name,
+        )
+        for option, value in (("k", k), ("top_n", top_n), ("batch_size", batch_size)):
+            check_positive_int(option, value, error=MisconfigurationException)
         if targets not in ("labels", "inputs"):
             raise MisconfigurationException(
                 f"`targets` must be 'labels' or 'inputs', got {targets!r}."
             )
-        if loss_fn is not None and not callable(loss_fn):
-            raise MisconfigurationException(f"`loss_fn` must be callable or None, got {loss_fn!r}.")
+        loss = resolve_callable(loss_fn)
+        if loss is not None and not callable(loss):
+            raise MisconfigurationException(
+                f"`loss_fn` must be a callable (scores, target) -> (B,), its dotted import path, "
+                f"or None; got {loss_fn!r}."
+            )
         check_positive_int(
             "projection_dim", projection_dim, allow_none=True, error=MisconfigurationException
         )
+        if adapter is not None and not isinstance(adapter, BatchAdapter):
+            raise MisconfigurationException(
+                f"`adapter` must be a BatchAdapter or None, got {type(adapter).__name__}."
+            )
+        if train_data is not None and not isinstance(train_data, (Dataset, DataLoader)):
+            raise MisconfigurationException(
+                f"`train_data` must be a Dataset or a DataLoader, got {type(train_data).__name__}."
+            )
+        if kind != "auto" and kind not in KINDS:
+            raise MisconfigurationException(
+                f"`kind` must be 'auto' or one of {KINDS}, got {kind!r}."
+            )
+        if vocabulary is not None and not isinstance(vocabulary, (Sequence, Mapping)):
+            raise MisconfigurationException(
+                f"`vocabulary` must be a list of token strings or a dict id -> string, got "
+                f"{type(vocabulary).__name__}."
+            )
         self.k = k
         self.top_n = top_n
         self.checkpoints = checkpoints
-        self.loss_fn = loss_fn if loss_fn is not None else _cross_entropy
+        self.loss_fn = loss if loss is not None else _cross_entropy
         self.targets = targets
         self.parameters = parameters
         self.projection_dim = projection_dim
         self.normalize = normalize
         self.batch_size = batch_size
+        self.adapter = adapter if adapter is not None else BatchAdapter()
+        self.train_data = train_data
+        self.vocabulary = vocabulary
+        self.kind = kind
 
-    # ------------------------------------------------------------------ setup
+    # ------------------------------------------------------------------ checkpoints
+    @staticmethod
+    def _recorders(trainer: pl.Trainer) -> list[TracInCheckpoint]:
+        return [cb for cb in trainer.callbacks if isinstance(cb, TracInCheckpoint)]  # type: ignore[attr-defined]
+
     def _store(self, trainer: pl.Trainer) -> CheckpointStore | None:
         if self.checkpoints is not None:
             return CheckpointStore(self.checkpoints)
-        recorders = [cb for cb in trainer.callbacks if isinstance(cb, TracInCheckpoint)]  # type: ignore[attr-defined]
+        recorders = self._recorders(trainer)
         if recorders and recorders[0].dirpath is not None:
             return recorders[0].store
         return None
 
-    @override
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self.checkpoints is None and not any(
-            isinstance(cb, TracInCheckpoint) for cb in trainer.callbacks
-        ):  # type: ignore[attr-defined]
+    def _check_store(self, trainer: pl.Trainer, stage: str) -> None:
+        recorders = self._recorders(trainer)
+        if self.checkpoints is None:
+            if not recorders:
+                raise MisconfigurationException(
+                    f"{type(self).__name__} needs TracIn checkpoints: add a TracInCheckpoint "
+                    "callback to the trainer, or pass `checkpoints=` the directory of a "
+                    "checkpoint store."
+                )
+            if stage == "fit":
+                return  # the recorder writes them during this fit
+            store = recorders[0].store
+            where = f"the TracInCheckpoint directory {str(store.dirpath)!r}"
+        else:
+            path = Path(self.checkpoints)
+            written_here = stage == "fit" and any(
+                r.dirpath is not None and Path(r.dirpath).resolve() == path.resolve()
+                for r in recorders
+            )
+            if written_here:
+                return
+            if not path.is_dir():
+                raise MisconfigurationException(
+                    f"`checkpoints={str(self.checkpoints)!r}` is not a directory; pass the "
+                    "directory of a checkpoint store written by TracInCheckpoint, or leave "
+                    "checkpoints=None and add a TracInCheckpoint callback."
+                )
+            store = CheckpointStore(path)
+            where = f"`checkpoints={str(self.checkpoints)!r}`"
+        try:
+            entries = store.entries
+        except (ValueError, OSError) as err:
+            raise MisconfigurationException(f"{type(self).__name__}: {where}: {err}") from err
+        if not entries:
             raise MisconfigurationException(
-                "InfluenceLogger needs TracIn checkpoints: add a TracInCheckpoint callback to the "
-                "trainer, or pass `checkpoints=` the directory of a checkpoint store."
+                f"{type(self).__name__}: {where} holds no checkpoints; record some with "
+                "TracInCheckpoint during `fit` first, or point `checkpoints=` at a store that "
+                "has them."
+            )
+        missing = [p for p in self._names(trainer.lightning_module) if p not in entries[-1].params]
+        if missing:
+            raise MisconfigurationException(
+                f"{type(self).__name__}(parameters={self.parameters!r}): the checkpoints in "
+                f"{where} lack {missing[:4]}; they hold {list(entries[-1].params)[:4]}..."
             )
 
-    # ------------------------------------------------------------------ timing
-    @override
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.current_stage(trainer) == "validate":
-            self._influence(trainer, pl_module, "validate", "val")
+    def _names(self, pl_module: pl.LightningModule) -> list[str]:
+        if self.parameters is None:
+            return []
+        try:
+            return select_parameters(pl_module, self.parameters)
+        except (ValueError, TypeError) as err:
+            raise MisconfigurationException(
+                f"{type(self).__name__}(parameters={self.parameters!r}): {err}"
+            ) from err
 
+    # ------------------------------------------------------------------ checks before work
     @override
-    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._influence(trainer, pl_module, "test", "test")
+    def check(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._names(pl_module)
+        self._check_store(trainer, stage)
+        train = self.train_dataset(trainer)
+        if len(train) == 0:  # type: ignore[arg-type]
+            raise MisconfigurationException(
+                f"{type(self).__name__}: the training set is empty; pass `train_data=` the "
+                "examples whose influence should be measured."
+            )
+        batch = self.collate(trainer, pl_module, train, range(min(2, len(train))))  # type: ignore[arg-type]
+        adapted = self._split(batch, pl_module, "a training batch")
+        if self.targets == "labels" and adapted.labels is None:
+            raise MisconfigurationException(
+                f"{type(self).__name__}(targets='labels') needs labels, but the adapter found "
+                f"none in a training batch (adapter={self.adapter!r}). Point the adapter at "
+                "them, e.g. adapter=BatchAdapter(labels=1), or use targets='inputs' with a "
+                "label-free `loss_fn`."
+            )
+        with eval_mode(pl_module), torch.no_grad():
+            try:
+                scores = adapted.call(pl_module)
+            except Exception as err:  # noqa: BLE001 - a user model, any error
+                raise MisconfigurationException(
+                    f"{type(self).__name__}: calling the model on a training batch as "
+                    f"adapter={self.adapter!r} says failed: {err}. Fix `adapter=` (inputs, "
+                    "forward_kwargs, output)."
+                ) from err
+            if self.targets == "labels":
+                try:
+                    target = check_labels(adapted.labels, scores, source="adapter labels")  # type: ignore[arg-type]
+                except ValueError as err:
+                    raise MisconfigurationException(f"{type(self).__name__}: {err}") from err
+            else:
+                target = adapted.inputs[0]
+            try:
+                loss = self.loss_fn(scores, target)
+            except Exception as err:  # noqa: BLE001 - a user loss, any error
+                raise MisconfigurationException(
+                    f"{type(self).__name__}: `loss_fn={self.loss_fn!r}` failed on two training "
+                    f"samples (scores {tuple(scores.shape)}, target {tuple(target.shape)}): {err}"
+                ) from err
+        n = len(adapted)
+        if not isinstance(loss, Tensor) or loss.shape != (n,):
+            got = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+            raise MisconfigurationException(
+                f"`loss_fn={getattr(self.loss_fn, '__name__', self.loss_fn)!r}` must return one "
+                f"loss per sample, shape ({n},) on {n} training samples; got {got}. Use "
+                "reduction='none', e.g. F.cross_entropy(scores, y, reduction='none')."
+            )
+        self._split(self.check_batch(trainer, pl_module, stage), pl_module, "a probe batch")
 
-    @override
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._influence(trainer, pl_module, "fit", "val")
-
-    def explain(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, batch: Any
-    ) -> None:
-        """Not used: influence is sharded over all ranks (see :meth:`on_fit_end`)."""
+    def _split(self, batch: Any, pl_module: pl.LightningModule, what: str) -> AdaptedBatch:
+        try:
+            return self.adapter.split(batch, pl_module)
+        except ValueError as err:
+            raise MisconfigurationException(
+                f"{type(self).__name__}: adapter={self.adapter!r} cannot read {what}: {err}"
+            ) from err
 
     # ------------------------------------------------------------------ running (all ranks)
-    def _influence(
+    @override
+    def run(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, split: str
     ) -> None:
-        if self.should_skip(trainer, stage):
-            return
+        if stage == "fit":  # this epoch's checkpoint first, whatever the callback order
+            for recorder in self._recorders(trainer):
+                recorder.record_due(trainer, pl_module)
         trainer.strategy.barrier("influence_logger")  # rank zero has finished writing checkpoints
         store = self._store(trainer)
         if store is None or len(store) == 0:
             rank_zero_warn(
-                f"InfluenceLogger: no TracIn checkpoints found ({store}); nothing to report."
+                f"{type(self).__name__}: no TracIn checkpoints found ({store}); nothing to report."
             )
             return
-        try:
-            train = self.dataset_of(trainer, "train")
-        except MisconfigurationException as err:
-            rank_zero_warn(f"InfluenceLogger: skipped at {stage}: {err}")
-            return
+        train = self.train_dataset(trainer)
         n = len(train)  # type: ignore[arg-type]
         world, rank = trainer.world_size, trainer.global_rank
         size = math.ceil(n / world)
@@ -183,6 +343,7 @@ class InfluenceLogger(XAICallback):
             seed=self.seed,
             show_progress=trainer.is_global_zero and trainer.progress_bar_callback is not None,
             device=pl_module.device,
+            adapter=self.adapter,
         )
         tracin = TracIn(pl_module, store, self.loss_fn, **options)
         cosine = (
@@ -190,23 +351,25 @@ class InfluenceLogger(XAICallback):
             if self.normalize
             else tracin
         )
-        with grad_enabled():
+        with eval_mode(pl_module), grad_enabled():
             probes = self.probe_batch(trainer, pl_module, split)
-            m = len(probes[0] if isinstance(probes, (tuple, list)) else probes)
+            m = len(self.adapter.split(probes, pl_module))
             local_self = tracin.self_influence(shard).scores if hi > lo else torch.zeros(0)
             local_inf = cosine.influence(probes, shard).scores if hi > lo else torch.zeros(m, 0)
         self_scores = self._gather(trainer, local_self[None], size, n)[0]
         influence = self._gather(trainer, local_inf, size, n)
         if trainer.is_global_zero:
-            self._report(
-                trainer,
-                pl_module,
-                stage,
-                train,
-                probes,
-                SelfInfluenceResult(self_scores),
-                influence,
-            )
+            with eval_mode(pl_module):
+                self._report(
+                    trainer,
+                    pl_module,
+                    stage,
+                    split,
+                    train,
+                    probes,
+                    SelfInfluenceResult(self_scores),
+                    influence,
+                )
 
     @staticmethod
     def _gather(trainer: pl.Trainer, local: Tensor, size: int, n: int) -> Tensor:
@@ -223,25 +386,60 @@ class InfluenceLogger(XAICallback):
         return torch.cat(blocks, dim=1)[:, :n].cpu()
 
     # ------------------------------------------------------------------ reporting (rank zero)
-    def _predict(self, pl_module: pl.LightningModule, x: Tensor) -> list[str]:
-        if self.targets == "inputs":
-            return [""] * len(x)
+    def _examples(
+        self, pl_module: pl.LightningModule, batch: Any
+    ) -> tuple[Tensor, list[str], list[bool]]:
+        """The shown input of each example, ``label … · pred … (p)`` texts, and whether the
+        label and the prediction differ."""
+        adapted = self.adapter.split(batch, pl_module)
+        shown = adapted.inputs[0].detach().cpu()
+        n = len(adapted)
+        labels = adapted.labels if self.targets == "labels" else None
+        texts, wrong = [""] * n, [False] * n
+        if labels is None:
+            return shown, texts, wrong
         with torch.no_grad():
-            was_training = pl_module.training
-            pl_module.eval()
-            try:
-                out = pl_module(x.to(pl_module.device))
-            finally:
-                pl_module.train(was_training)
-        if out.dim() != 2:
-            return [""] * len(x)
-        return [f" p={int(p)}" for p in out.argmax(1).tolist()]
+            scores = adapted.call(pl_module)
+        scores = scores.detach().float().cpu() if isinstance(scores, Tensor) else None
+        labels = labels.detach().cpu()
+        for i in range(n):
+            text = f"label {_label_text(labels[i])}"
+            if scores is not None and scores.dim() == 2 and scores.shape[1] > 1:
+                probs = scores[i].softmax(0)
+                pred = int(probs.argmax())
+                text += f" · pred {pred} ({float(probs[pred]):.2f})"
+                wrong[i] = labels[i].numel() == 1 and pred != int(labels[i].reshape(-1)[0])
+            elif scores is not None and scores.dim() in (1, 2) and scores[i].numel() == 1:
+                prob = float(torch.sigmoid(scores[i].reshape(())))
+                text += f" · pred {int(prob > 0.5)} ({max(prob, 1 - prob):.2f})"
+            texts[i] = text
+        return shown, texts, wrong
+
+    def _legend(self, flipped: Any) -> dict[str, str]:
+        legend = {}
+        if flipped is not None:
+            legend["known flipped label"] = _FLIPPED
+        if self.targets == "labels":
+            legend["label ≠ prediction"] = _WRONG
+        return legend
+
+    def _all_labels(self, pl_module: pl.LightningModule, train: Any) -> list[str] | None:
+        if self.targets != "labels":
+            return None
+        out: list[str] = []
+        for batch in DataLoader(train, batch_size=256):
+            labels = self.adapter.split(batch, pl_module).labels
+            if labels is None:
+                return None
+            out += [_label_text(t) for t in labels.cpu()]
+        return out
 
     def _report(
         self,
         trainer: pl.Trainer,
         pl_module: pl.LightningModule,
         stage: str,
+        split: str,
         train: Any,
         probes: Any,
         self_inf: SelfInfluenceResult,
@@ -250,31 +448,35 @@ class InfluenceLogger(XAICallback):
         rep, step = self.reporter(trainer), self.step(trainer)
         n = len(self_inf.scores)
         ranking = self_inf.ranking().tolist()
-        labelled = self.targets == "labels"
         flipped = getattr(train, "flipped", None)
+        draw = dict(kind=self.kind, vocabulary=self.vocabulary)
+        legend = self._legend(flipped)
 
-        def item(i: int) -> tuple[Tensor, str]:
-            sample = train[i]
-            x = sample[0] if isinstance(sample, (tuple, list)) else sample
-            label = f" y={int(sample[1])}" if labelled and isinstance(sample, (tuple, list)) else ""
-            return x, label
+        def train_examples(indices: Sequence[int]) -> tuple[Tensor, list[str], list[bool]]:
+            batch = self.collate(trainer, pl_module, train, [int(i) for i in indices])
+            return self._examples(pl_module, batch)
+
+        def frame(i: int, wrong: bool) -> str | None:
+            if flipped is not None and bool(flipped[i]):
+                return _FLIPPED
+            return _WRONG if wrong else None
 
         rep.log_histogram(self.tag(stage, "self_influence"), self_inf.scores, step)
         top = ranking[: min(self.top_n, n)]
-        xs, labels = zip(*(item(i) for i in top))
-        preds = self._predict(pl_module, torch.stack(xs))
+        xs, texts, wrong = train_examples(top)
         captions = [
-            f"#{i}{lab}{p} s={float(self_inf.scores[i]):.3g}"
-            for i, lab, p in zip(top, labels, preds)
+            f"#{i} · s={float(self_inf.scores[i]):.3g}" + (f"\n{t}" if t else "")
+            for i, t in zip(top, texts)
         ]
-        marks = [bool(flipped[i]) for i in top] if flipped is not None else None
         rep.log_image(
             self.tag(stage, "most_self_influential"),
             example_grid(
-                torch.stack(xs),
+                xs,
                 captions,
-                highlight=marks,
+                highlight=[frame(i, w) for i, w in zip(top, wrong)],
                 title="most self-influential training examples",
+                legend=legend,
+                **draw,
             ),
             step,
         )
@@ -286,36 +488,46 @@ class InfluenceLogger(XAICallback):
             rep.log_scalars(recalls, step)
 
         k = min(self.k, n)
-        px = probes[0] if isinstance(probes, (tuple, list)) else probes
+        px, probe_texts, _ = self._examples(pl_module, probes)
+        m = len(px)
         pro_s, pro_i = torch.topk(influence, k, dim=1)
         opp_s, opp_i = torch.topk(influence, k, dim=1, largest=False)
-        probe_labels = [f" y={int(t)}" for t in probes[1]] if labelled else [""] * len(px)
-        probe_caps = [
-            f"probe{lab}{p}" for lab, p in zip(probe_labels, self._predict(pl_module, px))
-        ]
-
-        def row(indices: Tensor, scores: Tensor, sign: str) -> tuple[Tensor, list[str]]:
-            cells = [item(int(i)) for i in indices]
-            return torch.stack([c[0] for c in cells]), [
-                f"{sign}#{int(i)}{c[1]} {float(s):.2g}" for i, c, s in zip(indices, cells, scores)
-            ]
-
-        pros = [row(pro_i[m], pro_s[m], "+") for m in range(len(px))]
-        opps = [row(opp_i[m], opp_s[m], "-") for m in range(len(px))]
+        order = torch.cat([pro_i, opp_i], dim=1)  # (m, 2k)
+        cells, cell_texts, cell_wrong = train_examples(order.flatten().tolist())
+        cells = cells.reshape(m, 2 * k, *cells.shape[1:])
+        values = torch.cat([pro_s, opp_s], dim=1)
+        captions_grid, marks = [], []
+        for r in range(m):
+            row_caps, row_marks = [], []
+            for j in range(2 * k):
+                flat = r * 2 * k + j
+                i = int(order[r, j])
+                sign = "+" if j < k else "-"
+                text = cell_texts[flat]
+                row_caps.append(
+                    f"{sign}#{i} · {float(values[r, j]):.2g}" + (f"\n{text}" if text else "")
+                )
+                row_marks.append(frame(i, cell_wrong[flat]))
+            captions_grid.append(row_caps)
+            marks.append(row_marks)
         rep.log_image(
             self.tag(stage, "proponents_opponents"),
             influence_grid(
-                px.cpu(),
-                [p[0] for p in pros],
-                [o[0] for o in opps],
-                probe_caps,
-                [p[1] for p in pros],
-                [o[1] for o in opps],
+                px,
+                [c[:k] for c in cells],
+                [c[k:] for c in cells],
+                [f"probe\n{t}" if t else "probe" for t in probe_texts],
+                [c[:k] for c in captions_grid],
+                [c[k:] for c in captions_grid],
                 title="probe | proponents (+) | opponents (-)",
+                highlight=marks,
+                legend=legend,
+                **draw,
             ),
             step,
         )
 
+        labels = self._all_labels(pl_module, train)
         rows = []
         for rank, i in enumerate(ranking):
             entry: dict[str, Any] = {
@@ -323,8 +535,8 @@ class InfluenceLogger(XAICallback):
                 "index": i,
                 "self_influence": float(self_inf.scores[i]),
             }
-            if labelled:
-                entry["label"] = int(train[i][1])
+            if labels is not None:
+                entry["label"] = labels[i]
             if flipped is not None:
                 entry["flipped"] = int(bool(flipped[i]))
             rows.append(entry)
@@ -333,10 +545,8 @@ class InfluenceLogger(XAICallback):
             f"{stage}/influence_step{step:06d}.pt",
             {
                 "self_influence": self_inf.scores,
-                "probe_split": "val" if stage == "fit" else stage,
-                "probe_indices": torch.tensor(
-                    self.probe_indices.get("val" if stage in ("fit", "validate") else "test", [])
-                ),
+                "probe_split": split,
+                "probe_indices": torch.tensor(self.probe_indices.get(split, [])),
                 "influence": influence,
             },
         )

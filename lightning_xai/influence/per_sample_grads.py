@@ -4,28 +4,34 @@ avoid materialising large gradients.
 
 The loss protocol used across :mod:`lightning_xai.influence`:
 
-* a batch is a tensor ``x`` or a tuple/list ``(x, *rest)`` whose first element is the model
-  input: the model is called as ``model(x)``;
-* ``loss_fn(outputs, target)`` returns one loss per sample, shape ``(B,)`` (e.g.
-  ``F.cross_entropy(logits, y, reduction="none")``); a reduced (scalar) loss is rejected;
-* ``targets="labels"`` passes ``target = batch[1]`` (supervised); ``targets="inputs"`` passes
-  ``target = x`` (label-free, e.g. the reconstruction error of an autoencoder); further batch
-  elements are ignored.
+* a batch is whatever the dataloader yields (a tensor, ``(x, y, ...)``, a dict such as
+  ``{"input_ids", "attention_mask", "labels"}``); a
+  :class:`~lightning_xai.utilities.batches.BatchAdapter` (default ``BatchAdapter()``) splits it
+  into the explained inputs, the other model arguments and the labels, and reads class scores
+  from the model's output (a tensor, a tuple, ``logits`` of a dict or ``ModelOutput``);
+* ``loss_fn(scores, target)`` returns one loss per sample, shape ``(B,)`` (e.g.
+  ``F.cross_entropy(scores, y, reduction="none")``); a reduced (scalar) loss is rejected;
+* ``targets="labels"`` passes the adapter's labels as ``target`` (supervised; checked against
+  the scores first); ``targets="inputs"`` passes the (first) explained input (label-free, e.g.
+  the reconstruction error of an autoencoder).
 
-Gradients are taken in eval mode, where the samples of a batch do not interact.
+Gradients are taken in eval mode, where the samples of a batch do not interact, with respect
+to parameters only: integer inputs (token ids) need no gradient of their own.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from lightning_xai.utilities.batches import AdaptedBatch, BatchAdapter, check_labels
 from lightning_xai.utilities.gradients import grad_enabled, to_autograd
 from lightning_xai.utilities.modes import eval_mode
 
@@ -118,29 +124,6 @@ def _check_targets(targets: str) -> None:
         raise ValueError(f"`targets` must be one of {_TARGETS}; got {targets!r}.")
 
 
-def _split_batch(batch: Tensor | Sequence[Tensor], targets: str) -> tuple[Tensor, Tensor]:
-    """Return ``(inputs, target)`` of a batch following the module's loss protocol."""
-    if isinstance(batch, Tensor):
-        if targets == "labels":
-            raise ValueError(
-                "A batch without labels (a single tensor) needs `targets='inputs'`; pass "
-                "(inputs, labels) batches for `targets='labels'`."
-            )
-        return batch, batch
-    if not isinstance(batch, (tuple, list)) or not batch:
-        raise TypeError(
-            f"A batch must be a tensor or a non-empty tuple/list (inputs, *rest); got {type(batch).__name__}."
-        )
-    if targets == "inputs":
-        return batch[0], batch[0]
-    if len(batch) < 2:
-        raise ValueError(
-            "`targets='labels'` needs batches (inputs, labels, ...); got a batch with only "
-            "inputs. Use `targets='inputs'` for a label-free loss."
-        )
-    return batch[0], batch[1]
-
-
 def _check_loss(loss: Tensor, n: int) -> Tensor:
     if not isinstance(loss, Tensor) or loss.shape != (n,):
         shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
@@ -159,53 +142,188 @@ def _values(model: nn.Module, values: Mapping[str, Tensor]) -> dict[str, Tensor]
     return to_autograd(out)
 
 
-def _vmap_grads(
+@dataclass
+class _Batch:
+    """A batch split by the adapter, with its per-sample loss target, ready for autograd."""
+
+    adapted: AdaptedBatch
+    inputs: tuple[Tensor, ...]
+    extras: tuple[Any, ...]
+    target: Tensor
+
+    def __len__(self) -> int:
+        return len(self.adapted)
+
+    def batched(self, value: Any) -> bool:
+        """Whether ``value`` has the batch dimension (and is split into samples)."""
+        return isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == len(self)
+
+    def rows(self, index: slice) -> tuple[tuple[Any, ...], tuple[Any, ...], Tensor]:
+        pick = lambda v: v[index] if self.batched(v) else v  # noqa: E731
+        return (
+            tuple(pick(v) for v in self.inputs),
+            tuple(pick(v) for v in self.extras),
+            self.target[index],
+        )
+
+    def scores(
+        self, model: nn.Module, state: Mapping[str, Tensor], inputs: Any, extras: Any
+    ) -> Any:
+        args, kwargs = self.adapted.arguments(inputs, extras)
+        out = functional_call(model, dict(state), args, kwargs, strict=False)
+        return self.adapted.read_output(out)
+
+
+def _split(
+    model: nn.Module, batch: Any, adapter: BatchAdapter | None, targets: str
+) -> AdaptedBatch:
+    adapter = BatchAdapter() if adapter is None else adapter
+    if not isinstance(adapter, BatchAdapter):
+        raise TypeError(f"`adapter` must be a BatchAdapter or None, got {type(adapter).__name__}.")
+    adapted = adapter.split(batch, model)
+    if targets == "labels" and adapted.labels is None:
+        raise ValueError(
+            "`targets='labels'` needs labels, but the adapter found none in the batch "
+            f"(adapter {adapter!r}). Point the adapter at them, e.g. BatchAdapter(labels=1) or "
+            "BatchAdapter(labels='labels'), or use targets='inputs' for a label-free loss."
+        )
+    return adapted
+
+
+def _prepare(
+    model: nn.Module, adapted: AdaptedBatch, targets: str, state: Mapping[str, Tensor]
+) -> _Batch:
+    """Inference-mode tensors cloned, the target chosen and (labels) checked against scores."""
+    inputs, extras, labels = to_autograd((adapted.inputs, adapted.extras, adapted.labels))
+    if targets == "inputs":
+        return _Batch(adapted, inputs, extras, inputs[0])
+    prepared = _Batch(adapted, inputs, extras, labels)
+    with torch.no_grad():  # class count from one sample; every label is checked against it
+        one_inputs, one_extras, _ = prepared.rows(slice(0, 1))
+        scores = prepared.scores(model, state, one_inputs, one_extras)
+    if isinstance(scores, Tensor) and scores.dim() > 0:
+        check_labels(
+            labels, scores.expand(len(adapted), *scores.shape[1:]), source="targets='labels'"
+        )
+    return prepared
+
+
+def _is_vmap_limit(err: Exception) -> bool:
+    text = str(err)
+    return "vmap" in text or "data-dependent" in text or "functorch" in text
+
+
+_loop_warned: set[str] = set()
+
+
+def _loop_grads(
     model: nn.Module,
-    x: Tensor,
-    target: Tensor,
+    batch: _Batch,
     loss_fn: LossFn,
     names: Sequence[str],
-    label_free: bool,
+    state: dict[str, Tensor],
+) -> dict[str, Tensor]:
+    """One backward pass per sample: the fallback for models ``vmap`` cannot batch (data-dependent
+    control flow such as HuggingFace's attention-mask shortcuts)."""
+    rows: dict[str, list[Tensor]] = {n: [] for n in names}
+    for i in range(len(batch)):
+        leaves = dict(state)
+        tracked = [leaves[n].detach().requires_grad_(True) for n in names]
+        leaves.update(zip(names, tracked))
+        inputs, extras, target = batch.rows(slice(i, i + 1))
+        scores = batch.scores(model, leaves, inputs, extras)
+        loss = _check_loss(loss_fn(scores, target), 1).sum()
+        grads = torch.autograd.grad(loss, tracked, allow_unused=True)
+        for n, t, g in zip(names, tracked, grads):
+            rows[n].append(torch.zeros_like(t) if g is None else g.detach())
+    return {n: torch.stack(r) for n, r in rows.items()}
+
+
+def _vmap_grads(
+    model: nn.Module,
+    batch: _Batch,
+    loss_fn: LossFn,
+    names: Sequence[str],
     state: dict[str, Tensor],
 ) -> dict[str, Tensor]:
     tracked = {n: state[n] for n in names}
     constants = {n: t for n, t in state.items() if n not in tracked}
+    in_dims = (
+        None,
+        tuple(0 if batch.batched(v) else None for v in batch.inputs),
+        tuple(0 if batch.batched(v) else None for v in batch.extras),
+        0,
+    )
 
-    def sample_loss(theta: dict[str, Tensor], xi: Tensor, ti: Tensor) -> Tensor:
-        xi = xi.unsqueeze(0)
-        out = functional_call(model, (theta, constants), (xi,), strict=False)
-        return _check_loss(loss_fn(out, xi if label_free else ti.unsqueeze(0)), 1).sum()
+    def one(value: Any, dim: int | None) -> Any:
+        return value.unsqueeze(0) if dim is not None else value
 
-    return vmap(grad(sample_loss), in_dims=(None, 0, 0))(tracked, x, target)
+    def sample_loss(
+        theta: dict[str, Tensor], xs: tuple[Any, ...], es: tuple[Any, ...], target: Tensor
+    ) -> Tensor:
+        xs = tuple(one(v, d) for v, d in zip(xs, in_dims[1]))
+        es = tuple(one(v, d) for v, d in zip(es, in_dims[2]))
+        args, kwargs = batch.adapted.arguments(xs, es)
+        out = functional_call(model, (theta, constants), args, kwargs, strict=False)
+        scores = batch.adapted.read_output(out)
+        return _check_loss(loss_fn(scores, target.unsqueeze(0)), 1).sum()
+
+    try:
+        return vmap(grad(sample_loss), in_dims=in_dims)(
+            tracked, batch.inputs, batch.extras, batch.target
+        )
+    except RuntimeError as err:
+        if not _is_vmap_limit(err):
+            raise
+        key = type(model).__name__
+        if key not in _loop_warned:
+            _loop_warned.add(key)
+            warnings.warn(
+                f"Per-sample gradients: torch.func.vmap cannot batch {key} ({str(err)[:120]}...); "
+                "using one backward pass per sample for the parameters outside Linear/Conv2d "
+                "layers (same numbers, slower).",
+                stacklevel=3,
+            )
+        return _loop_grads(model, batch, loss_fn, names, state)
 
 
 def per_sample_grads(
     model: nn.Module,
-    batch: Tensor | Sequence[Tensor],
+    batch: Any,
     loss_fn: LossFn,
     parameters: ParameterSpec = None,
     *,
+    adapter: BatchAdapter | None = None,
     targets: Targets = "labels",
     values: Mapping[str, Tensor] | None = None,
 ) -> Tensor:
     r"""Per-sample gradients :math:`\nabla_\theta \ell(\theta, z_i)`, flattened to ``(B, P)``.
 
     The model is evaluated functionally (``torch.func.functional_call``, ``vmap`` over
-    ``grad``) in eval mode; its weights, ``requires_grad`` flags, ``.grad`` and train/eval mode
-    are left as they were. Buffers (e.g. batch-norm statistics) are constants. Memory grows
-    with ``B * P``: split large datasets into chunks.
+    ``grad``; one backward pass per sample where ``vmap`` cannot batch the model) in eval mode;
+    its weights, ``requires_grad`` flags, ``.grad`` and train/eval mode are left as they were.
+    Buffers (e.g. batch-norm statistics) are constants. Every tensor of the batch with the
+    batch dimension (explained inputs, extras such as ``attention_mask``, labels) is split into
+    samples; the rest is passed as is. Memory grows with ``B * P``: split large datasets into
+    chunks.
 
     Args:
-        model: any ``nn.Module`` called as ``model(x)``.
-        batch: ``x`` or ``(x, *rest)``, see the module docstring for the loss protocol.
-        loss_fn: ``loss_fn(outputs, target) -> (B,)`` per-sample loss.
+        model: any ``nn.Module``; the adapter decides how it is called.
+        batch: a batch as the dataloader yields it, see the module docstring.
+        loss_fn: ``loss_fn(scores, target) -> (B,)`` per-sample loss.
         parameters: parameters to differentiate, see :func:`select_parameters`.
-        targets: ``"labels"`` (target = ``batch[1]``) or ``"inputs"`` (target = ``x``).
+        adapter: how to read the batch and the model's output; default ``BatchAdapter()``.
+        targets: ``"labels"`` (target = the adapter's labels) or ``"inputs"`` (target = the
+            first explained input).
         values: replacement values (e.g. from a checkpoint) for parameters and buffers, by
             name; names not given use the model's current tensors.
 
     Returns:
         ``(B, P)``: the gradients of the selected parameters, concatenated in model order.
+
+    Raises:
+        ValueError: ``targets='labels'`` on a batch without labels, labels that do not fit the
+            scores, or a loss that is not one value per sample.
 
     Example:
         >>> net = nn.Linear(3, 1, bias=False)
@@ -217,12 +335,12 @@ def per_sample_grads(
     """
     _check_targets(targets)
     names = select_parameters(model, parameters)
-    x, target = _split_batch(batch, targets)
-    with eval_mode(model), grad_enabled(x, target) as (x, target):
-        grads = _vmap_grads(
-            model, x, target, loss_fn, names, targets == "inputs", _values(model, values or {})
-        )
-    return torch.cat([grads[n].reshape(len(x), -1) for n in names], dim=1)
+    adapted = _split(model, batch, adapter, targets)
+    with eval_mode(model), grad_enabled():
+        state = _values(model, values or {})
+        prepared = _prepare(model, adapted, targets, state)
+        grads = _vmap_grads(model, prepared, loss_fn, names, state)
+    return torch.cat([grads[n].reshape(len(prepared), -1) for n in names], dim=1)
 
 
 # ------------------------------------------------------------------------ structured gradients
@@ -343,10 +461,8 @@ def _conv2d_sample_grads(module: nn.Conv2d, a: Tensor, d: Tensor) -> Tensor:
 def _layer_blocks(
     model: nn.Module,
     modules: dict[str, nn.Module],
-    x: Tensor,
-    target: Tensor,
+    batch: _Batch,
     loss_fn: LossFn,
-    label_free: bool,
     state: dict[str, Tensor],
     names: set[str],
 ) -> tuple[dict[str, Tensor], list[tuple[str, Tensor, Tensor]]]:
@@ -367,16 +483,16 @@ def _layer_blocks(
             n: t.detach().requires_grad_(n in params and t.is_floating_point())
             for n, t in state.items()
         }
-        out = functional_call(model, leaves, (x,), strict=False)
+        scores = batch.scores(model, leaves, batch.inputs, batch.extras)
     finally:
         for h in handles:
             h.remove()
-    loss = _check_loss(loss_fn(out, x if label_free else target), len(x))
+    b = len(batch)
+    loss = _check_loss(loss_fn(scores, batch.target), b)
     outputs = [o for name in modules for _, o in calls[name]]
     deltas = iter(torch.autograd.grad(loss.sum(), outputs, allow_unused=True))
     dense: dict[str, Tensor] = {}
     factored = []
-    b = len(x)
     for name, module in modules.items():
         weight = bias = None
         for a, o in calls[name]:
@@ -401,33 +517,35 @@ def _layer_blocks(
 
 def _grad_blocks(
     model: nn.Module,
-    batch: Tensor | Sequence[Tensor],
+    batch: Any,
     loss_fn: LossFn,
     names: Sequence[str],
     *,
     targets: str,
     values: Mapping[str, Tensor],
+    adapter: BatchAdapter | None = None,
     fast: bool = True,
 ) -> _GradBlocks:
     """Per-sample gradients of ``names`` as :class:`_GradBlocks`.
 
     With ``fast``, tracked ``Linear``/``Conv2d`` layers get their gradients from one batched
     backward pass (layer inputs times output gradients; a ``Linear`` weight on 2-D inputs stays
-    factored), and every other tracked parameter from ``torch.func``.
+    factored), and every other tracked parameter from ``torch.func``. The model is called as
+    the adapter says, whatever its signature.
     """
-    x, target = _split_batch(batch, targets)
-    label_free = targets == "inputs"
+    adapted = _split(model, batch, adapter, targets)
     modules = _fast_modules(model, names) if fast else {}
     covered = {f"{m}.{p}" for m in modules for p in ("weight", "bias")}
     rest = [n for n in names if n not in covered]
-    with eval_mode(model), grad_enabled(x, target) as (x, target):
+    with eval_mode(model), grad_enabled():
         state = _values(model, values)
-        dense = _vmap_grads(model, x, target, loss_fn, rest, label_free, state) if rest else {}
+        prepared = _prepare(model, adapted, targets, state)
+        dense = _vmap_grads(model, prepared, loss_fn, rest, state) if rest else {}
         factored: list[tuple[str, Tensor, Tensor]] = []
         if modules:
             layer_dense, factored = _layer_blocks(
-                model, modules, x, target, loss_fn, label_free, state, set(names)
+                model, modules, prepared, loss_fn, state, set(names)
             )
             dense.update(layer_dense)
-    parts = [(n, dense[n].reshape(len(x), -1)) for n in names if n in dense]
+    parts = [(n, dense[n].reshape(len(prepared), -1)) for n in names if n in dense]
     return _GradBlocks(parts, factored)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -36,11 +36,12 @@ from lightning_xai.influence.per_sample_grads import (
     per_sample_grads,
     select_parameters,
 )
+from lightning_xai.utilities.batches import BatchAdapter, batch_size, select_rows
 from lightning_xai.utilities.validation import check_positive_int
 
 __all__ = ["InfluenceResult", "SelfInfluenceResult", "TopKResult", "TracIn"]
 
-Data = Tensor | Sequence[Tensor] | Dataset | DataLoader
+Data = Tensor | Sequence[Tensor] | Mapping[str, Any] | Dataset | DataLoader
 Checkpoints = CheckpointStore | str | os.PathLike | Sequence[Checkpoint | str | os.PathLike]
 
 
@@ -115,8 +116,8 @@ class TopKResult:
 def _num_examples(data: Data) -> int:
     if isinstance(data, DataLoader):
         return len(data.sampler) if data.batch_size is not None else len(data)  # type: ignore[arg-type]
-    if isinstance(data, Tensor):
-        return len(data)
+    if isinstance(data, (Tensor, Mapping)):
+        return batch_size(data)
     if isinstance(data, (tuple, list)):
         return len(data[0])
     return len(data)  # type: ignore[arg-type]
@@ -131,11 +132,19 @@ def _check_data(data: Data, name: str) -> None:
             )
         return
     if isinstance(data, Tensor):
+        if data.dim() == 0:
+            raise ValueError(f"`{name}` is a scalar tensor; pass examples of shape (N, ...).")
         return
-    if isinstance(data, (tuple, list)):
-        if not data or not all(isinstance(t, Tensor) for t in data):
-            raise TypeError(f"`{name}` as a tuple must hold tensors (x, y, ...); got {data!r:.80}.")
-        lengths = {len(t) for t in data}
+    if isinstance(data, (tuple, list, Mapping)):
+        values = list(data.values()) if isinstance(data, Mapping) else list(data)
+        tensors = [t for t in values if isinstance(t, Tensor) and t.dim() > 0]
+        kind = "dict" if isinstance(data, Mapping) else "tuple"
+        if not tensors or (kind == "tuple" and len(tensors) != len(values)):
+            raise TypeError(
+                f"`{name}` as a {kind} must hold tensors of shape (N, ...) (e.g. (x, y) or "
+                f"{{'input_ids': ..., 'labels': ...}}); got {data!r:.80}."
+            )
+        lengths = {len(t) for t in tensors}
         if len(lengths) != 1:
             raise ValueError(
                 f"`{name}` tensors have different lengths {sorted(lengths)}; they must match."
@@ -143,31 +152,42 @@ def _check_data(data: Data, name: str) -> None:
         return
     if not (hasattr(data, "__getitem__") and hasattr(data, "__len__")):
         raise TypeError(
-            f"`{name}` must be a Dataset, a DataLoader, a tensor or a tuple of tensors; got "
-            f"{type(data).__name__}."
+            f"`{name}` must be a Dataset, a DataLoader, a tensor, a tuple or a dict of tensors; "
+            f"got {type(data).__name__}."
         )
 
 
-def _chunks(data: Data, batch_size: int) -> Iterator[Tensor | tuple[Tensor, ...]]:
-    """Yield batches of at most ``batch_size`` examples, in data order."""
-    if isinstance(data, Tensor):
-        yield from data.split(batch_size)
+def _rows(batch: Any, size: int) -> Iterator[Any]:
+    """Consecutive pieces of at most ``size`` examples of one batch (any layout)."""
+    n = batch_size(batch)
+    if n <= size:
+        yield batch
+        return
+    for start in range(0, n, size):
+        yield select_rows(batch, slice(start, start + size), n)
+
+
+def _chunks(data: Data, size: int) -> Iterator[Any]:
+    """Yield batches of at most ``size`` examples, in data order."""
+    if isinstance(data, (Tensor, Mapping)):
+        yield from _rows(data, size)
         return
     if isinstance(data, (tuple, list)):
-        yield from zip(*(t.split(batch_size) for t in data))
+        yield from _rows(tuple(data), size)
         return
-    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size)
+    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=size)
     for batch in loader:
-        if isinstance(batch, Tensor):
-            yield from batch.split(batch_size)
-        else:
-            yield from zip(*(t.split(batch_size) for t in batch))
+        yield from _rows(tuple(batch) if type(batch) is list else batch, size)
 
 
-def _to(batch: Tensor | tuple[Tensor, ...], device: torch.device) -> Any:
+def _to(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, Tensor):
         return batch.to(device)
-    return tuple(t.to(device) if isinstance(t, Tensor) else t for t in batch)
+    if isinstance(batch, Mapping):
+        return {k: _to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to(t, device) for t in batch)
+    return batch
 
 
 def _cat_blocks(blocks: list[_GradBlocks]) -> _GradBlocks:
@@ -203,12 +223,15 @@ class TracIn:
     train/eval mode is restored. Gradients are taken in eval mode.
 
     Args:
-        model: the network, called as ``model(x)``.
+        model: the network, called as ``adapter`` says (any signature: ``model(x)``,
+            ``model(input_ids, attention_mask=...)``, ``model(image, features)``).
         checkpoints: a :class:`~lightning_xai.influence.CheckpointStore`, its directory (as
             written by :class:`~lightning_xai.callbacks.TracInCheckpoint`), or a list of
             :class:`~lightning_xai.influence.Checkpoint` objects or ``.pt`` paths. Parameters
             and buffers missing from a checkpoint take the model's current values.
-        loss_fn: per-sample loss ``loss_fn(outputs, target) -> (B,)``; see ``targets``.
+        loss_fn: per-sample loss ``loss_fn(scores, target) -> (B,)``, where ``scores`` are
+            read from the model's output by the adapter (``logits`` of a ``ModelOutput``, ...);
+            see ``targets``.
         parameters: the parameters :math:`\theta` whose gradients count: ``None`` (all that
             require grad), ``"all"``, ``"last"`` (the last layer) or names/glob patterns.
         projection_dim: if set, gradients are multiplied by a seeded Gaussian matrix
@@ -217,8 +240,9 @@ class TracIn:
         normalize: cosine variant: each checkpoint's gradients are scaled to unit norm, so
             ``sum_c eta_c cos(g_c(z), g_c(z'))`` is returned (not for self-influence).
         batch_size: examples per vectorised gradient chunk.
-        targets: ``"labels"``: batches are ``(x, y, ...)`` and the loss is
-            ``loss_fn(model(x), y)``; ``"inputs"``: label-free, ``loss_fn(model(x), x)``.
+        targets: ``"labels"``: the loss is ``loss_fn(scores, labels)`` with the adapter's
+            labels (checked against the scores); ``"inputs"``: label-free,
+            ``loss_fn(scores, x)`` with the first explained input ``x``.
         seed: seed of the random projection.
         show_progress: show a tqdm progress bar.
         device: where gradients are computed; default: the model's device.
@@ -227,9 +251,17 @@ class TracIn:
             input times output gradient, so dot products never form it) and every other
             parameter from ``torch.func``; checked once against ``torch.func`` on two samples.
             ``"vmap"``: ``torch.func`` (``vmap`` over ``grad``) for every parameter.
+        adapter: a :class:`~lightning_xai.utilities.batches.BatchAdapter` saying what in a
+            batch is explained, what the labels are, what else the model needs (an
+            ``attention_mask``, a second input) and where the scores are; default
+            ``BatchAdapter()`` (tensors, ``(x, y, ...)`` tuples, HuggingFace-style dicts).
+            Gradients are taken with respect to parameters only, so integer token inputs work
+            (embedding tables are parameters like any other).
 
-    ``data`` arguments may be a ``Dataset`` (indexed in order), a ``DataLoader`` that does not
-    shuffle, a tensor ``x`` (label-free) or a tuple of tensors ``(x, y, ...)``.
+    ``data`` arguments may be a ``Dataset`` (indexed in order; tuple or dict items), a
+    ``DataLoader`` that does not shuffle, a tensor ``x`` (label-free), a tuple of tensors
+    ``(x, y, ...)`` or a dict of tensors (``{"input_ids": ..., "attention_mask": ...,
+    "labels": ...}``); the adapter reads each chunk.
 
     Example:
         >>> import torch, torch.nn.functional as F
@@ -259,6 +291,7 @@ class TracIn:
         show_progress: bool = True,
         device: torch.device | str | None = None,
         method: Literal["auto", "vmap"] = "auto",
+        adapter: BatchAdapter | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
@@ -271,6 +304,11 @@ class TracIn:
         _check_targets(targets)
         if method not in ("auto", "vmap"):
             raise ValueError(f"`method` must be 'auto' or 'vmap', got {method!r}.")
+        if adapter is not None and not isinstance(adapter, BatchAdapter):
+            raise TypeError(
+                f"`adapter` must be a BatchAdapter or None, got {type(adapter).__name__}."
+            )
+        self.adapter = adapter if adapter is not None else BatchAdapter()
         self.method = method
         self._fast_ok = True
         self._verified = False
@@ -363,11 +401,11 @@ class TracIn:
     def _blocks(self, batch: Any, values: dict[str, Tensor]) -> _GradBlocks:
         batch = _to(batch, self.device)
         fast = self.method == "auto" and self._fast_ok
-        kwargs = dict(targets=self.targets, values=values)
+        kwargs: dict[str, Any] = dict(targets=self.targets, values=values, adapter=self.adapter)
         blocks = _grad_blocks(self.model, batch, self.loss_fn, self.names, fast=fast, **kwargs)
         if fast and not self._verified:
             self._verified = True
-            head = batch[:2] if isinstance(batch, Tensor) else tuple(t[:2] for t in batch)
+            head = select_rows(batch, slice(0, 2))
             reference = per_sample_grads(self.model, head, self.loss_fn, self.names, **kwargs)
             got = blocks.flatten(self.names)[: len(reference)]
             tol = 1e-4 * float(reference.abs().max()) + 1e-8

@@ -102,14 +102,50 @@ def test_fit_and_test_report_everything(tmp_path, tb_events) -> None:
         assert 0 <= recall10 <= recall20 <= 1
 
 
-def test_no_checkpoints_warns_and_logs_nothing(tmp_path) -> None:
+def test_last_epoch_recorded_whatever_the_callback_order(tmp_path) -> None:
+    # every_n_epochs=5 never fires in 2 epochs: the last-epoch rule records epoch 1, and the
+    # logger (listed first) still sees that checkpoint at the end of the last epoch
     recorder = TracInCheckpoint(every_n_epochs=5)
-    trainer = make_trainer(
-        tmp_path, callbacks=[recorder, InfluenceLogger(stages=("fit",))], max_epochs=1
+    logger_cb = InfluenceLogger(stages=("fit",), num_samples=2, k=2, top_n=4)
+    module = TinyClassifier()
+    trainer = make_trainer(tmp_path, callbacks=[logger_cb, recorder], max_epochs=2)
+    dm = tiny_digits()
+    trainer.fit(module, datamodule=dm)
+    assert [(e.epoch, e.step) for e in recorder.store.entries] == [(1, 8)]
+    root = tmp_path / "run" / "version_0" / "xai" / "influence_logger" / "fit"
+    saved = torch.load(root / "influence_step000008.pt", weights_only=True)
+    expected = TracIn(module, recorder.store, ce, show_progress=False).self_influence(
+        dm.train_dataset
     )
-    with pytest.warns(UserWarning, match="no TracIn checkpoints"):
-        trainer.fit(TinyClassifier(), datamodule=tiny_digits())
-    assert not (tmp_path / "run" / "version_0" / "xai" / "influence_logger").exists()
+    torch.testing.assert_close(saved["self_influence"], expected.scores, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(checkpoints="/nonexistent"), "`checkpoints='/nonexistent'` is not a directory"),
+        (dict(loss_fn=lambda s, y: F.cross_entropy(s, y)), "one loss per sample, shape \\(2,\\)"),
+        (dict(loss_fn="torch.nn.functional.nope"), "`loss_fn` must be a callable"),
+        (dict(parameters="model.nope"), "parameters='model.nope'"),
+    ],
+)
+def test_configuration_errors_before_any_training_step(tmp_path, kwargs, match) -> None:
+    module = TinyClassifier()
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    with pytest.raises(MisconfigurationException, match=match):
+        callbacks = [TracInCheckpoint(), InfluenceLogger(**kwargs)]
+        trainer = make_trainer(tmp_path, callbacks=callbacks)
+        trainer.fit(module, datamodule=tiny_digits())
+    if "loss_fn" not in kwargs or callable(kwargs["loss_fn"]):
+        assert trainer.global_step == 0
+    assert all(torch.equal(before[n], p) for n, p in module.named_parameters())
+
+
+def test_empty_store_at_test_is_an_error(tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    trainer = make_trainer(tmp_path, callbacks=[InfluenceLogger(checkpoints=tmp_path / "empty")])
+    with pytest.raises(MisconfigurationException, match="holds no checkpoints"):
+        trainer.test(TinyClassifier(), datamodule=tiny_digits())
 
 
 @pytest.mark.ddp

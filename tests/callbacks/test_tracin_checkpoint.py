@@ -112,3 +112,26 @@ def test_explicit_dirpath_wins_over_checkpoint_state(tmp_path) -> None:
     assert cb.dirpath == tmp_path / "mine"
     with pytest.raises(MisconfigurationException, match="no directory yet"):
         _ = TracInCheckpoint().store
+
+
+def test_last_epoch_rule_with_max_steps_and_name(tmp_path) -> None:
+    # every 3rd epoch never fires before max_steps=5 ends the fit mid-epoch 2 (2 batches/epoch):
+    # the final weights are recorded anyway, once, under the callback's own name
+    cb = TracInCheckpoint(every_n_epochs=3, name="tracin_last")
+    module = TinyClassifier()
+    trainer = make_trainer(
+        tmp_path, callbacks=[cb], max_epochs=10, max_steps=5, limit_train_batches=2
+    )
+    trainer.fit(module, datamodule=tiny_digits())
+    assert cb.dirpath == tmp_path / "run" / "version_0" / "xai" / "tracin_last" / "checkpoints"
+    assert [e.step for e in cb.store.entries] == [5]
+    assert torch.equal(
+        cb.store[-1].params["model.classifier.3.bias"], module.model.classifier[3].bias.detach()
+    )
+
+
+def test_every_n_epochs_none_records_only_the_last_epoch(tmp_path) -> None:
+    cb = TracInCheckpoint(every_n_epochs=None)
+    trainer = make_trainer(tmp_path, callbacks=[cb], max_epochs=3, limit_train_batches=2)
+    trainer.fit(TinyClassifier(), datamodule=tiny_digits())
+    assert [(e.epoch, e.step) for e in cb.store.entries] == [(2, 6)]

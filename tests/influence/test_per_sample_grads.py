@@ -141,13 +141,20 @@ def test_model_state_untouched_and_inference_mode() -> None:
         (lambda o, y: F.cross_entropy(o, y), None, "labels", ValueError, "one loss per sample"),
         (ce, "x_only", "labels", ValueError, "targets='inputs'"),
         (ce, None, "both", ValueError, "`targets` must be one of"),
-        (ce, "dict", "labels", TypeError, "A batch must be"),
+        (ce, "dict", "labels", ValueError, "BatchAdapter\\(labels="),
+        (ce, "text", "labels", ValueError, "A batch must be"),
+        (ce, "bad_labels", "labels", ValueError, "labels must lie in"),
     ],
 )
 def test_errors(loss, batch, targets, error, match) -> None:
     net = TinyCNN()
     x, y = torch.rand(2, 1, 8, 8), torch.randint(0, 10, (2,))
-    data = {"x_only": x, "dict": {"x": x}}.get(batch, (x, y))
+    data = {
+        "x_only": x,
+        "dict": {"x": x},
+        "text": "x",
+        "bad_labels": (x, torch.tensor([0, 10])),
+    }.get(batch, (x, y))
     with pytest.raises(error, match=match):
         per_sample_grads(net, data, loss, targets=targets)
 
