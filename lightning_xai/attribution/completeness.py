@@ -16,21 +16,38 @@ functional activation. The relative gap of a batch is
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 _EPS = 1e-12
 
+AttributionsLike = Tensor | tuple[Tensor, ...]
 
-def _completeness_gap_update(attributions: Tensor, output_delta: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-batch sums ``(sum |gap|, sum |f(x) - f(baseline)|)`` of a batch of attributions."""
-    if not isinstance(attributions, Tensor) or not isinstance(output_delta, Tensor):
-        raise TypeError("`attributions` and `output_delta` must be tensors.")
-    if attributions.dim() == 0 or output_delta.shape != attributions.shape[:1]:
-        raise ValueError(
-            f"`output_delta` must hold one value per example, shape ({attributions.shape[0] if attributions.dim() else '?'},), "
-            f"got {tuple(output_delta.shape)} for attributions of shape {tuple(attributions.shape)}."
+
+def _flat(attributions: AttributionsLike) -> Tensor:
+    """``(N, features)``: one input's attributions flattened, or several inputs' concatenated
+    (completeness holds for the sum over every explained input)."""
+    parts = attributions if isinstance(attributions, tuple) else (attributions,)
+    if not parts or not all(isinstance(a, Tensor) and a.dim() > 0 for a in parts):
+        raise TypeError(
+            "`attributions` must be a tensor (N, ...) or a tuple of them, one per input."
         )
-    totals = attributions.detach().reshape(attributions.shape[0], -1).sum(dim=1).double()
+    return torch.cat([a.detach().reshape(a.shape[0], -1) for a in parts], dim=1)
+
+
+def _completeness_gap_update(
+    attributions: AttributionsLike, output_delta: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Per-batch sums ``(sum |gap|, sum |f(x) - f(baseline)|)`` of a batch of attributions."""
+    if not isinstance(output_delta, Tensor):
+        raise TypeError("`attributions` and `output_delta` must be tensors.")
+    flat = _flat(attributions)
+    if output_delta.shape != flat.shape[:1]:
+        raise ValueError(
+            f"`output_delta` must hold one value per example, shape ({flat.shape[0]},), "
+            f"got {tuple(output_delta.shape)} for attributions of {flat.shape[0]} examples."
+        )
+    totals = flat.sum(dim=1).double()
     delta = output_delta.detach().double().to(totals.device)
     return (totals - delta).abs().sum(), delta.abs().sum()
 
@@ -40,7 +57,7 @@ def _completeness_gap_compute(gap_sum: Tensor, delta_sum: Tensor) -> Tensor:
     return (gap_sum / delta_sum.clamp_min(_EPS)).float()
 
 
-def completeness_gaps(attributions: Tensor, output_delta: Tensor) -> Tensor:
+def completeness_gaps(attributions: AttributionsLike, output_delta: Tensor) -> Tensor:
     """Per-example absolute gap ``|sum(attributions) - output_delta|``.
 
     Example:
@@ -49,15 +66,16 @@ def completeness_gaps(attributions: Tensor, output_delta: Tensor) -> Tensor:
         tensor([0., 1.])
     """
     _completeness_gap_update(attributions, output_delta)
-    totals = attributions.detach().reshape(attributions.shape[0], -1).sum(dim=1)
+    totals = _flat(attributions).sum(dim=1)
     return (totals - output_delta.detach().to(totals)).abs()
 
 
-def relative_completeness_gap(attributions: Tensor, output_delta: Tensor) -> Tensor:
+def relative_completeness_gap(attributions: AttributionsLike, output_delta: Tensor) -> Tensor:
     """``sum_n |sum_i a_ni - delta_n| / sum_n |delta_n|`` for a batch.
 
     Args:
-        attributions: ``(N, ...)`` attributions.
+        attributions: ``(N, ...)`` attributions, or a tuple of them (one per explained input;
+            the sum runs over all of them).
         output_delta: ``(N,)`` values of ``f(x) - f(baseline)`` for the explained output.
 
     Example:

@@ -9,6 +9,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from lightning_xai.attribution.completeness import (
+    AttributionsLike,
     _completeness_gap_compute,
     _completeness_gap_update,
 )
@@ -51,8 +52,9 @@ class CompletenessGap(Metric):
             "delta_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum"
         )
 
-    def update(self, attributions: Tensor, output_delta: Tensor) -> None:
-        """Add a batch of attributions ``(N, ...)`` and their ``f(x) - f(baseline)`` ``(N,)``."""
+    def update(self, attributions: AttributionsLike, output_delta: Tensor) -> None:
+        """Add a batch of attributions ``(N, ...)`` (a tuple for several inputs) and their
+        ``f(x) - f(baseline)`` ``(N,)``."""
         gap_sum, delta_sum = _completeness_gap_update(attributions, output_delta)
         self.gap_sum += gap_sum.to(self.gap_sum.device)
         self.delta_sum += delta_sum.to(self.delta_sum.device)
@@ -91,7 +93,7 @@ class AttributionRankCorrelation(Metric):
         )
         self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, previous: Tensor, current: Tensor) -> None:
+    def update(self, previous: AttributionsLike, current: AttributionsLike) -> None:
         """Add the attributions of a batch of examples at two moments."""
         corr_sum, count = _rank_correlation_update(previous, current)
         self.corr_sum += corr_sum.to(self.corr_sum)

@@ -42,9 +42,10 @@ def test_logs_images_scalars_and_files_in_fit_validate_and_test(tmp_path, tb_eve
     for stage, runs in (("fit", 2), ("validate", 1), ("test", 1)):
         images = events.Images(TAG.format(stage=stage, key="attributions"))
         assert len(images) == runs
-        # two 8x8 tiles per sample (input, overlay) upscaled 8x, four samples per row
+        # two 8x8 tiles per sample (input, overlay) upscaled 8x, four samples per row, under a
+        # 16-pixel caption and above an 18-pixel colour legend
         height, width = _png_shape(images[0])
-        assert (height, width) == (2 * (64 + 2) + 2, 4 * (2 * 64 + 8 + 2) + 2)
+        assert (height, width) == (16 + 2 * (64 + 2) + 2 + 18, 4 * (2 * 64 + 8 + 2) + 2)
         gaps = events.Scalars(TAG.format(stage=stage, key="completeness_gap"))
         assert len(gaps) == runs and all(0 <= g.value < 0.5 for g in gaps)
     drift = events.Scalars(TAG.format(stage="fit", key="drift"))

@@ -18,18 +18,21 @@ import torch
 from torch import Tensor
 
 from lightning_xai.attribution.completeness import (
+    AttributionsLike,
     _completeness_gap_compute,
     _completeness_gap_update,
+    _flat,
 )
 
 __all__ = ["attribution_rank_correlation", "completeness_gap"]
 
 
-def completeness_gap(attributions: Tensor, output_delta: Tensor) -> Tensor:
+def completeness_gap(attributions: AttributionsLike, output_delta: Tensor) -> Tensor:
     """Relative completeness gap of a batch of attributions (lower is better, 0 is exact).
 
     Args:
-        attributions: ``(N, ...)`` attributions.
+        attributions: ``(N, ...)`` attributions, or a tuple with one per explained input (the
+            attributions of all inputs together add up to the output change).
         output_delta: ``(N,)`` values of ``f(x) - f(baseline)`` for the explained outputs, e.g.
             :attr:`~lightning_xai.attribution.AttributionResult.output_delta`.
 
@@ -48,8 +51,14 @@ def _average_ranks(values: Tensor) -> Tensor:
     return (below + up_to + 1).double() / 2
 
 
-def _rank_correlation_update(previous: Tensor, current: Tensor) -> tuple[Tensor, Tensor]:
+def _rank_correlation_update(
+    previous: AttributionsLike, current: AttributionsLike
+) -> tuple[Tensor, Tensor]:
     """Sum of per-example Spearman correlations and the number of examples that have one."""
+    if isinstance(previous, tuple):
+        previous = _flat(previous)
+    if isinstance(current, tuple):
+        current = _flat(current)
     if previous.shape != current.shape or previous.dim() < 2:
         raise ValueError(
             "`previous` and `current` must be attributions of the same examples with the same "
@@ -73,11 +82,12 @@ def _rank_correlation_compute(corr_sum: Tensor, count: Tensor) -> Tensor:
     return (corr_sum / count).float()
 
 
-def attribution_rank_correlation(previous: Tensor, current: Tensor) -> Tensor:
+def attribution_rank_correlation(previous: AttributionsLike, current: AttributionsLike) -> Tensor:
     """Mean per-example Spearman correlation between two attributions of the same examples.
 
     Args:
-        previous: ``(N, ...)`` attributions, e.g. from the previous epoch.
+        previous: ``(N, ...)`` attributions, e.g. from the previous epoch (a tuple for several
+            explained inputs: their features are ranked together).
         current: ``(N, ...)`` attributions of the same examples now.
 
     Returns:
