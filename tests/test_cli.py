@@ -46,6 +46,7 @@ def test_quickstart_fit_then_test_logs_to_tensorboard(tmp_path, tb_events, capsy
         assert "Best checkpoint:" in printed and "Explanation report:" in printed
     events = tb_events(tmp_path)
     assert events.Scalars("train/loss") and events.Scalars("val/acc") and events.Scalars("test/acc")
+    assert "hp_metric" not in events.Tags()["scalars"]  # no placeholder among the curves
     saved = yaml.safe_load((Path(cli.trainer.log_dir) / "config.yaml").read_text())
     assert saved["model"]["class_path"] == "lightning_xai.modules.Classifier"
 
