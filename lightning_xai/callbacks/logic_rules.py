@@ -7,21 +7,24 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
-from lightning_xai.callbacks.base import STAGES, Stage, XAICallback
+from lightning_xai.callbacks.base import STAGES, ScheduleCallback, Stage, TrainDataLike
 from lightning_xai.logic.extraction import ExtractionOptions
 from lightning_xai.logic.rule import Rule, rules_to_markdown
+from lightning_xai.utilities.batches import BatchAdapter, check_labels
+from lightning_xai.utilities.modes import eval_mode
 
 __all__ = ["LogicRuleLogger"]
 
 Split = Literal["train", "val"]
 
 
-class LogicRuleLogger(XAICallback):
+class LogicRuleLogger(ScheduleCallback):
     """Extract one logic rule per class from a logic explainer and log it.
 
     At the end of validation epochs (``fit``, ``validate``) and of the test epoch (``test``), on
@@ -29,25 +32,35 @@ class LogicRuleLogger(XAICallback):
     :meth:`~lightning_xai.modules.LogicExplainer.explain`) with the rows of ``fit_splits``
     (training and validation by default) to choose the rules, and measures them on the
     validation rows (``fit``/``validate``) or the test rows (``test``). Test rows never
-    influence which rule is chosen. It logs under ``<stage>/logic_rule_logger/``:
+    influence which rule is chosen. The training rows are found in ``fit``, ``validate`` and
+    ``test`` alike (``train_data=``, the datamodule, or the trainer's last fit). It logs under
+    ``<stage>/<name>/`` (``name`` defaults to ``logic_rule_logger``):
 
     * ``rules``: a markdown table (class, rule, accuracy, fidelity, complexity) as TensorBoard
       text, also saved as ``.md``;
     * ``<class>/accuracy``, ``<class>/fidelity``, ``<class>/complexity`` and their means over
       classes (``mean_accuracy``, ...) as scalars;
-    * ``xai/logic_rule_logger/<stage>/epoch<E>/rules.json`` with every rule (formula, LaTeX,
+    * ``xai/<name>/<stage>/epoch<E>/rules.json`` with every rule (formula, LaTeX,
       markdown, metrics and a structured form that :meth:`Rule.from_dict` reads back), and
       ``history.json`` with all runs so far.
 
     The history (:attr:`history`) is part of the callback state, so it survives a resume from
-    a checkpoint.
+    a checkpoint. Before the first training step (and at the start of ``validate``/``test``)
+    it checks that the rows it needs are reachable, that the concepts of a real batch are
+    floats in [0, 1] and that its labels fit the module's outputs.
 
     Args:
         stages: the trainer entry points in which to run.
-        every_n_epochs: during ``fit``, run every n-th epoch.
+        every_n_epochs: during ``fit``, run every n-th epoch (``None``: the last one only).
         fit_splits: the splits whose rows choose the rules (any of ``"train"``, ``"val"``).
         options: rule extraction settings (:class:`~lightning_xai.logic.ExtractionOptions`).
         batch_size: rows per forward pass while reading the splits.
+        adapter: how to read batches (:class:`~lightning_xai.utilities.BatchAdapter`): the
+            explained input holds the concepts, the labels the targets.
+        train_data: the training rows (a Dataset or DataLoader), when neither a datamodule
+            nor a previous ``fit`` of the trainer provides them.
+        name: the tag and folder component (default ``"logic_rule_logger"``); give each of
+            several loggers on one trainer its own name.
 
     Example:
         >>> logger = LogicRuleLogger(stages=("fit", "test"))
@@ -58,12 +71,15 @@ class LogicRuleLogger(XAICallback):
     def __init__(
         self,
         stages: Sequence[Stage] = STAGES,
-        every_n_epochs: int = 1,
+        every_n_epochs: int | None = 1,
         fit_splits: Sequence[Split] = ("train", "val"),
         options: ExtractionOptions | None = None,
         batch_size: int = 4096,
+        adapter: BatchAdapter | None = None,
+        train_data: TrainDataLike = None,
+        name: str | None = None,
     ) -> None:
-        super().__init__(stages=stages, every_n_epochs=every_n_epochs, num_samples=1)
+        super().__init__(stages=stages, every_n_epochs=every_n_epochs, name=name)
         if isinstance(fit_splits, str):
             fit_splits = (fit_splits,)
         if not fit_splits or any(split not in ("train", "val") for split in fit_splits):
@@ -79,14 +95,27 @@ class LogicRuleLogger(XAICallback):
             raise MisconfigurationException(
                 f"`batch_size` must be a positive int, got {batch_size!r}."
             )
+        if adapter is not None and not isinstance(adapter, BatchAdapter):
+            raise MisconfigurationException(
+                f"`adapter` must be a BatchAdapter, got {type(adapter).__name__}; e.g. "
+                "adapter=BatchAdapter(inputs='concepts', labels='labels')."
+            )
+        if train_data is not None and not isinstance(train_data, (Dataset, DataLoader)):
+            raise MisconfigurationException(
+                f"`train_data` must be a Dataset or a DataLoader, got {type(train_data).__name__}."
+            )
         self.fit_splits = tuple(dict.fromkeys(fit_splits))
         self.options = options
         self.batch_size = batch_size
+        self.adapter = adapter if adapter is not None else BatchAdapter()
+        self.train_data = train_data
         self.history: list[dict[str, Any]] = []
         self.rules: list[Rule] = []
+        self._fit_val: tuple[int, Dataset] | None = None  # (id of the trainer, its val set)
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)  # distinct names
         if not callable(getattr(pl_module, "explain", None)):
             raise MisconfigurationException(
                 "LogicRuleLogger needs a module with an "
@@ -94,23 +123,120 @@ class LogicRuleLogger(XAICallback):
                 f"lightning_xai.modules.LogicExplainer's; got {type(pl_module).__name__}."
             )
 
-    def _rows(self, trainer: pl.Trainer, split: str) -> tuple[Tensor, Tensor]:
-        dataset = self.dataset_of(trainer, split)  # type: ignore[arg-type]
+    # ------------------------------------------------------------------ data
+    def _dataset(self, trainer: pl.Trainer, split: str) -> Dataset:
+        if split == "train":
+            return self.train_dataset(trainer)
+        try:
+            dataset = self.dataset_of(trainer, split)  # type: ignore[arg-type]
+        except MisconfigurationException:
+            if split != "val":
+                raise
+            remembered = self._fit_val
+            if remembered is not None and remembered[0] == id(trainer):
+                return remembered[1]
+            raise MisconfigurationException(
+                f"LogicRuleLogger chooses rules on `fit_splits={self.fit_splits!r}`, but no "
+                "validation rows are reachable: give the trainer validation data (a datamodule "
+                "with `val_dataloader`, or fit this trainer first), or use fit_splits=('train',)."
+            ) from None
+        if trainer.state.fn == TrainerFn.FITTING and split == "val":
+            self._fit_val = (id(trainer), dataset)
+        return dataset
+
+    def _batches(self, dataset: Dataset, limit: int | None = None) -> Any:
+        size = self.batch_size if limit is None else min(limit, self.batch_size)
+        loader = DataLoader(dataset, batch_size=size, shuffle=False)
+        for i, batch in enumerate(loader):
+            yield batch
+            if limit is not None and i == 0:
+                return
+
+    def _split(self, batch: Any, pl_module: pl.LightningModule, split: str) -> Any:
+        try:
+            adapted = self.adapter.split(batch, pl_module)
+        except ValueError as err:
+            raise MisconfigurationException(
+                f"LogicRuleLogger cannot read a {split} batch: {err}"
+            ) from err
+        if len(adapted.inputs) != 1:
+            raise MisconfigurationException(
+                f"LogicRuleLogger reads one concept tensor per batch, but `adapter` explains "
+                f"{len(adapted.inputs)} inputs; choose it with BatchAdapter(inputs=<index or key>)."
+            )
+        return adapted
+
+    def _rows(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, split: str
+    ) -> tuple[Tensor, Tensor]:
         xs, ys = [], []
-        for batch in DataLoader(dataset, batch_size=self.batch_size, shuffle=False):
-            xs.append(batch[0].detach().cpu())
-            ys.append(batch[1].detach().cpu())
+        for batch in self._batches(self._dataset(trainer, split)):
+            adapted = self._split(batch, pl_module, split)
+            if adapted.labels is None:
+                raise MisconfigurationException(
+                    f"LogicRuleLogger found no labels in a {split} batch; point "
+                    "`adapter=BatchAdapter(labels=<index or key>)` at them."
+                )
+            xs.append(adapted.inputs[0].detach().cpu())
+            ys.append(adapted.labels.detach().cpu())
         return torch.cat(xs), torch.cat(ys)
 
+    # ------------------------------------------------------------------ checks
     @override
-    def explain(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, batch: Any
+    def check(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """The rows are reachable, concepts are floats in [0, 1], labels fit the outputs."""
+        splits = set(self.fit_splits) | {"test" if stage == "test" else "val"}
+        for split in sorted(splits):
+            dataset = self._dataset(trainer, split)
+            batch = next(iter(self._batches(dataset, limit=4)), None)
+            if batch is None:
+                raise MisconfigurationException(
+                    f"LogicRuleLogger: the {split} data are empty; there are no rows for rules."
+                )
+            adapted = self._split(batch, pl_module, split)
+            concepts = adapted.inputs[0]
+            if not concepts.is_floating_point():
+                raise MisconfigurationException(
+                    f"LogicRuleLogger needs concepts as floats in [0, 1], but the {split} batch "
+                    f"holds {str(concepts.dtype).replace('torch.', '')} concepts; convert them "
+                    "(e.g. `.float()`) in the dataset, or point `adapter=BatchAdapter(inputs=...)` "
+                    "at the concept tensor."
+                )
+            low, high = float(concepts.min()), float(concepts.max())
+            if low < 0.0 or high > 1.0 or concepts.isnan().any():
+                raise MisconfigurationException(
+                    f"LogicRuleLogger needs concepts in [0, 1] (truth degrees), but the {split} "
+                    f"batch holds values in [{low:.3g}, {high:.3g}]; squash them (e.g. a sigmoid) "
+                    "or point `adapter=BatchAdapter(inputs=...)` at the concept tensor."
+                )
+            if adapted.labels is None:
+                raise MisconfigurationException(
+                    f"LogicRuleLogger found no labels in the {split} batch; point "
+                    "`adapter=BatchAdapter(labels=<index or key>)` at them."
+                )
+            with eval_mode(pl_module), torch.no_grad():
+                adapted = self._split(
+                    pl.utilities.move_data_to_device(batch, pl_module.device), pl_module, split
+                )
+                scores = adapted.call(pl_module)
+            try:
+                check_labels(adapted.labels, scores, source=f"{split} labels")
+            except ValueError as err:
+                raise MisconfigurationException(f"LogicRuleLogger: {err}") from err
+
+    # ------------------------------------------------------------------ running
+    @override
+    def run(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, split: str
     ) -> None:
-        fit_rows = [self._rows(trainer, split) for split in self.fit_splits]
-        x = torch.cat([rows[0] for rows in fit_rows])
-        y = torch.cat([rows[1] for rows in fit_rows])
-        eval_x, eval_y = self._rows(trainer, "test" if stage == "test" else "val")
-        rules = pl_module.explain(x, y, eval_x=eval_x, eval_y=eval_y, options=self.options)
+        if not trainer.is_global_zero:
+            return
+        with eval_mode(pl_module):
+            fit_rows = [self._rows(trainer, pl_module, name) for name in self.fit_splits]
+            x = torch.cat([rows[0] for rows in fit_rows])
+            y = torch.cat([rows[1] for rows in fit_rows])
+            eval_x, eval_y = self._rows(trainer, pl_module, "test" if stage == "test" else "val")
+            rules = pl_module.explain(x, y, eval_x=eval_x, eval_y=eval_y, options=self.options)
         self.rules = list(rules)
         self._report(trainer, stage, self.rules)
 
@@ -140,13 +266,10 @@ class LogicRuleLogger(XAICallback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state["history"] = list(self.history)
-        return state
+        return {"history": list(self.history)}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
         self.history = list(state_dict.get("history", []))
         if self.history:
             self.rules = [Rule.from_dict(data) for data in self.history[-1]["rules"]]

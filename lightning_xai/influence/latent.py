@@ -3,32 +3,144 @@
 Each explains a test example by the training (corpus) examples that account for its
 representation: SimplEx by the convex combination of corpus representations closest to it,
 nearest neighbours by distance, TracIn by the gradients of the model's own unsupervised loss.
-None needs labels or a ``Trainer``; for the first two the encoder is any callable from inputs to
-``(batch, d)`` representations (``module.encode``, an ``nn.Module``), run on the encoder's device
-in batches over test examples. All three share ``attribute(test, train) -> (n_test, n_train)``
-and ``top_k(test, train, k)``.
+None needs labels or a ``Trainer``. The representation is the model's ``encode`` method when it
+has one, else its ``forward``; ``encoder=`` chooses another (a module, a callable, a method name
+such as ``"encode"`` or a submodule path such as ``"encoder"``). Data are tensors, batches as a
+dataloader yields them (tuples, HuggingFace-style dicts), Datasets or DataLoaders: a
+:class:`~lightning_xai.utilities.BatchAdapter` says what in a batch is encoded, and passes the
+encoder's other arguments (an attention mask, a second input) through. All three share
+``attribute(test, train) -> (n_test, n_train)`` and ``top_k(test, train, k)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from lightning_xai.influence.tracin import Checkpoints, TopKResult, TracIn
+from lightning_xai.utilities.batches import (
+    BatchAdapter,
+    resolve_callable,
+    select_rows,
+)
+from lightning_xai.utilities.batches import (
+    batch_size as _batch_size,
+)
+from lightning_xai.utilities.modes import eval_mode
 from lightning_xai.utilities.validation import check_positive_int as _check_positive_int
 
 __all__ = [
     "LabelFreeTracIn",
     "LatentNearestNeighbours",
     "SimplEx",
+    "encoded_features",
+    "resolve_encoder",
     "simplex_weights",
 ]
 
-Encoder = Callable[[torch.Tensor], torch.Tensor]
+Encoder = Callable[..., Any]
+EncoderLike = nn.Module | Callable[..., Any] | str | None
+#: Keys (or attributes) read, in order, for the representation in a dict or ``ModelOutput``.
+FEATURE_KEYS: tuple[str, ...] = ("pooler_output", "last_hidden_state", "z", "latent", "logits")
+
+
+def _attribute_path(root: Any, path: str) -> Any:
+    obj = root
+    for part in path.split("."):
+        if not part or not hasattr(obj, part):
+            return None
+        obj = getattr(obj, part)
+    return obj
+
+
+def resolve_encoder(model: Any = None, encoder: EncoderLike = None) -> Encoder:
+    """The function from a batch's inputs to representations.
+
+    Without ``encoder``: ``model.encode`` when ``model`` has one, else ``model`` itself. With it:
+    a module or callable as is; a string is a method name or submodule path of ``model``
+    (``"encode"``, ``"encoder"``, ``"bert.bert"``), else a dotted import path of a callable.
+
+    Raises:
+        TypeError: when neither gives a callable.
+        ValueError: when a string names nothing in ``model`` and imports nothing callable.
+
+    Example:
+        >>> from lightning_xai.modules import AutoEncoder
+        >>> ae = AutoEncoder(latent_dim=4)
+        >>> resolve_encoder(ae) == ae.encode, resolve_encoder(ae, "encoder") is ae.encoder
+        (True, True)
+    """
+    if isinstance(model, (str, bytes)):
+        raise TypeError(
+            f"`model` must be a module or a callable from inputs to representations, got the "
+            f"string {model!r}; to name a method or submodule of a model use `encoder=`."
+        )
+    if encoder is None:
+        if model is None:
+            raise TypeError(
+                "Give the model (its `encode` method, or its forward, is encoded) or `encoder=` "
+                "(a module, a callable, a method name or a submodule path)."
+            )
+        encode = getattr(model, "encode", None)
+        if callable(encode) and not isinstance(model, type):
+            return encode
+        if callable(model):
+            return model
+        raise TypeError(
+            f"`model` must be a module or a callable from inputs to representations, such as "
+            f"`module.encode`, got {type(model).__name__}."
+        )
+    if isinstance(encoder, str):
+        found = _attribute_path(model, encoder) if model is not None else None
+        if found is None:
+            imported = resolve_callable(encoder)
+            found = imported if imported is not encoder else None
+        if not callable(found):
+            owner = type(model).__name__ if model is not None else "no model"
+            raise ValueError(
+                f"`encoder={encoder!r}` names neither a method nor a submodule of {owner} nor an "
+                "importable callable; use a method name such as 'encode', a submodule path "
+                "such as 'encoder' or 'backbone.body', or a dotted import path."
+            )
+        return found
+    if callable(encoder):
+        return encoder
+    raise TypeError(
+        f"`encoder` must be a module, a callable, a method name or a submodule path, got "
+        f"{type(encoder).__name__}."
+    )
+
+
+def encoded_features(out: Any) -> torch.Tensor:
+    """``(N, d)`` features from what an encoder returns: a tensor (flattened after the batch
+    dimension), the first element of a tuple, or the first of :data:`FEATURE_KEYS` of a dict or
+    ``ModelOutput`` (``pooler_output`` of a HuggingFace encoder).
+
+    Example:
+        >>> encoded_features({"last_hidden_state": torch.zeros(2, 3, 4)}).shape
+        torch.Size([2, 12])
+    """
+    value = out
+    if isinstance(value, Mapping):
+        value = next(
+            (value[k] for k in FEATURE_KEYS if isinstance(value.get(k), torch.Tensor)),
+            next((v for v in value.values() if isinstance(v, torch.Tensor)), None),
+        )
+    elif isinstance(value, (tuple, list)) and value:
+        value = value[0]
+    if not isinstance(value, torch.Tensor) or value.ndim == 0:
+        raise TypeError(
+            f"The encoder must return (N, ...) features (a tensor, a tuple or a dict/ModelOutput "
+            f"holding one), got {type(out).__name__}"
+            f"{tuple(out.shape) if isinstance(out, torch.Tensor) else ''}; choose another with "
+            "`encoder=`."
+        )
+    return value.reshape(len(value), -1)
 
 
 def _module_of(encoder: Encoder) -> nn.Module | None:
@@ -48,6 +160,52 @@ def _device_of(encoder: Encoder, fallback: torch.device) -> torch.device:
     return fallback
 
 
+def _to(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, Mapping):
+        return {k: _to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_to(v, device) for v in obj)
+    return obj
+
+
+def _iter_batches(data: Any, batch_size: int) -> Iterator[Any]:
+    """Batches of ``data``: a tensor ``(n, ...)``, one collated batch (a tuple/list or dict of
+    tensors), a ``Dataset`` (read in order, default collation) or a ``DataLoader`` (as is)."""
+    if isinstance(data, DataLoader):
+        yield from data
+        return
+    if isinstance(data, torch.Tensor):
+        if data.ndim == 0:
+            raise ValueError("Inputs must hold at least one example, got a 0-d tensor.")
+        for i in range(0, len(data), batch_size):
+            yield data[i : i + batch_size]
+        return
+    if isinstance(data, (Mapping, tuple, list)):
+        n = _batch_size(data)
+        for i in range(0, n, batch_size):
+            yield select_rows(data, slice(i, i + batch_size), n)
+        return
+    if isinstance(data, Dataset) and hasattr(data, "__len__"):
+        yield from DataLoader(data, batch_size=batch_size, shuffle=False)
+        return
+    raise TypeError(
+        f"Data must be a tensor, a batch (tuple/list or dict of tensors), a Dataset or a "
+        f"DataLoader, got {type(data).__name__}."
+    )
+
+
+def _first_device(batch: Any) -> torch.device:
+    if isinstance(batch, torch.Tensor):
+        return batch.device
+    values = batch.values() if isinstance(batch, Mapping) else batch
+    for value in values if isinstance(values, (tuple, list)) or isinstance(batch, Mapping) else ():
+        if isinstance(value, torch.Tensor):
+            return value.device
+    return torch.device("cpu")
+
+
 def _check_2d(name: str, tensor: object) -> torch.Tensor:
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor, got {type(tensor).__name__}.")
@@ -59,49 +217,47 @@ def _check_2d(name: str, tensor: object) -> torch.Tensor:
     return tensor
 
 
+def _check_adapter(adapter: Any) -> BatchAdapter:
+    if adapter is None:
+        return BatchAdapter()
+    if not isinstance(adapter, BatchAdapter):
+        raise TypeError(f"`adapter` must be a BatchAdapter, got {type(adapter).__name__}.")
+    return adapter
+
+
 class _LatentExplainer:
     """Shared plumbing: batched encoding on the encoder's device, scores, top-k queries."""
 
-    def __init__(self, encoder: Encoder, batch_size: int) -> None:
-        if not callable(encoder):
-            raise TypeError(
-                f"`encoder` must be a callable from inputs to (batch, d) representations, such as "
-                f"`module.encode`, got {type(encoder).__name__}."
-            )
+    def __init__(
+        self, model: Any, batch_size: int, encoder: EncoderLike, adapter: BatchAdapter | None
+    ) -> None:
         _check_positive_int("batch_size", batch_size)
-        self.encoder = encoder
+        self.model = model
+        self.encoder = resolve_encoder(model, encoder)
+        self.adapter = _check_adapter(adapter)
         self.batch_size = batch_size
 
     @torch.no_grad()
-    def encode(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Representations of ``inputs`` (``(n, ...)``), in batches, on the encoder's device."""
-        if not isinstance(inputs, torch.Tensor):
-            raise TypeError(f"Inputs must be a torch.Tensor, got {type(inputs).__name__}.")
-        if inputs.ndim == 0 or len(inputs) == 0:
-            raise ValueError(
-                f"Inputs must hold at least one example, got shape {tuple(inputs.shape)}."
-            )
-        device = _device_of(self.encoder, inputs.device)
-        module = _module_of(self.encoder)
-        was_training = module.training if module is not None else False
-        if module is not None:
-            module.eval()
-        try:
-            chunks = [
-                self.encoder(inputs[i : i + self.batch_size].to(device)).flatten(1)
-                for i in range(0, len(inputs), self.batch_size)
-            ]
-        finally:
-            if module is not None and was_training:
-                module.train()
+    def encode(self, inputs: Any) -> torch.Tensor:
+        """Representations ``(n, d)`` of ``inputs`` (a tensor, a batch, a Dataset or a
+        DataLoader), in batches, on the encoder's device, with the model in eval mode."""
+        chunks = []
+        module = self.model if isinstance(self.model, nn.Module) else _module_of(self.encoder)
+        with eval_mode(module):
+            for batch in _iter_batches(inputs, self.batch_size):
+                device = _device_of(self.encoder, _first_device(batch))
+                split = self.adapter.split(_to(batch, device), self.encoder)
+                chunks.append(encoded_features(split.call(self.encoder, raw=True)))
+        if not chunks or sum(len(c) for c in chunks) == 0:
+            raise ValueError("Inputs must hold at least one example, got none.")
         return torch.cat(chunks).detach()
 
-    def attribute(self, test: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+    def attribute(self, test: Any, train: Any) -> torch.Tensor:
         """Importance of every training example for every test example: ``(n_test, n_train)``.
 
         Args:
-            test: test inputs ``(n_test, ...)``.
-            train: training (corpus) inputs ``(n_train, ...)``.
+            test: test data: inputs ``(n_test, ...)``, a batch, a Dataset or a DataLoader.
+            train: training (corpus) data, in any of the same forms.
         """
         return self.attribute_latent(self.encode(test), self.encode(train))
 
@@ -125,7 +281,7 @@ class _LatentExplainer:
     def _scores(self, test_latent: torch.Tensor, train_latent: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def top_k(self, test: torch.Tensor, train: torch.Tensor, k: int = 5) -> TopKResult:
+    def top_k(self, test: Any, train: Any, k: int = 5) -> TopKResult:
         """The ``k`` most important training examples of each test example, best first.
 
         Returns a :class:`~lightning_xai.influence.TopKResult` with ``(n_test, k)`` indices into
@@ -316,7 +472,8 @@ class SimplEx(_LatentExplainer):
     on similar examples. Pass ``corpus_top_k=None`` for the whole training set.
 
     Args:
-        encoder: callable from inputs to ``(batch, d)`` representations (e.g. ``module.encode``).
+        model: the model whose representation is explained: its ``encode`` method when it has
+            one, else its forward (or any callable from inputs to ``(batch, ...)`` features).
         corpus_top_k: if set, each test example is decomposed over its ``corpus_top_k`` nearest
             training examples in representation space only (a local corpus: faster, and the
             weights stay on similar examples); ``None`` uses the whole training set. On the bundled
@@ -326,6 +483,10 @@ class SimplEx(_LatentExplainer):
         batch_size: test examples (and encoder inputs) per batch.
         max_iter: cap on the solver's active-set additions.
         tol: relative tolerance of the solver.
+        encoder: overrides the representation: a module, a callable, a method name of
+            ``model`` (``"encode"``) or a submodule path (``"encoder"``).
+        adapter: how to read batches (:class:`~lightning_xai.utilities.BatchAdapter`): the
+            explained input is encoded, other encoder arguments are passed through.
 
     Example:
         >>> encoder = torch.nn.Flatten()
@@ -337,14 +498,17 @@ class SimplEx(_LatentExplainer):
 
     def __init__(
         self,
-        encoder: Encoder,
+        model: Any = None,
         corpus_top_k: int | None = 32,
         n_keep: int | None = None,
         batch_size: int = 1024,
         max_iter: int = 500,
         tol: float = 1e-8,
+        *,
+        encoder: EncoderLike = None,
+        adapter: BatchAdapter | None = None,
     ) -> None:
-        super().__init__(encoder, batch_size)
+        super().__init__(model, batch_size, encoder, adapter)
         _check_positive_int("corpus_top_k", corpus_top_k, allow_none=True)
         _check_positive_int("n_keep", n_keep, allow_none=True)
         _check_positive_int("max_iter", max_iter)
@@ -384,7 +548,7 @@ class SimplEx(_LatentExplainer):
             )
         return weights
 
-    def residual(self, test: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+    def residual(self, test: Any, train: Any) -> torch.Tensor:
         """Distance between each test representation and its decomposition: ``(n_test,)``."""
         h_test, h_train = self.encode(test), self.encode(train)
         return (h_test - self.attribute_latent(h_test, h_train) @ h_train).norm(dim=1)
@@ -398,9 +562,14 @@ class LatentNearestNeighbours(_LatentExplainer):
     duplicates included, and higher is more important. :meth:`top_k` is the exact k-NN.
 
     Args:
-        encoder: callable from inputs to ``(batch, d)`` representations (e.g. ``module.encode``).
+        model: the model whose representation is explained: its ``encode`` method when it has
+            one (an :class:`~lightning_xai.modules.AutoEncoder`'s code, not its reconstruction),
+            else its forward (or any callable from inputs to ``(batch, ...)`` features).
         metric: ``"euclidean"`` or ``"cosine"``.
         batch_size: test examples (and encoder inputs) per batch.
+        encoder: overrides the representation: a module, a callable, a method name of
+            ``model`` (``"encode"``) or a submodule path (``"encoder"``).
+        adapter: how to read batches (:class:`~lightning_xai.utilities.BatchAdapter`).
 
     Example:
         >>> encoder = torch.nn.Flatten()
@@ -411,11 +580,14 @@ class LatentNearestNeighbours(_LatentExplainer):
 
     def __init__(
         self,
-        encoder: Encoder,
+        model: Any = None,
         metric: Literal["euclidean", "cosine"] = "euclidean",
         batch_size: int = 1024,
+        *,
+        encoder: EncoderLike = None,
+        adapter: BatchAdapter | None = None,
     ) -> None:
-        super().__init__(encoder, batch_size)
+        super().__init__(model, batch_size, encoder, adapter)
         if metric not in ("euclidean", "cosine"):
             raise ValueError(f"`metric` must be 'euclidean' or 'cosine', got {metric!r}.")
         self.metric = metric
@@ -445,8 +617,14 @@ class _LossOutput(nn.Module):
             self.add_module(name, child)
         self._loss = getattr(module, loss)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._loss(x)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        if len(inputs) != 1:
+            raise ValueError(
+                f"Label-free TracIn differentiates `per_sample_loss(x)` of one input, but the "
+                f"adapter explains {len(inputs)}; choose one with "
+                "BatchAdapter(inputs=<index or key>)."
+            )
+        return self._loss(inputs[0])
 
 
 def _own_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -465,7 +643,8 @@ class LabelFreeTracIn(TracIn):
     .. math:: \mathrm{TracIn}(x, x') = \sum_c \eta_c\, \nabla_{\theta_e} \ell(\theta_c, x)
         \cdot \nabla_{\theta_e} \ell(\theta_c, x')
 
-    Data are input tensors ``x`` (or ``(x, y)`` tuples, labels ignored). Everything else is
+    Data are tensors, batches (tuples, dicts), Datasets or DataLoaders; the ``adapter``'s
+    explained input is the ``x`` of the loss (labels are ignored). Everything else is
     :class:`~lightning_xai.influence.TracIn`; :meth:`attribute` returns the
     ``(n_test, n_train)`` scores like :class:`SimplEx` and :class:`LatentNearestNeighbours`.
 
@@ -476,6 +655,10 @@ class LabelFreeTracIn(TracIn):
         parameters: parameters whose gradients count; default ``"encoder"`` (every parameter
             of ``module.encoder``).
         loss: name of the per-sample loss method.
+        encoder: the submodule (or its path, e.g. ``"backbone"``) whose parameters count,
+            instead of ``parameters``.
+        adapter: how to read batches (:class:`~lightning_xai.utilities.BatchAdapter`); it must
+            explain one input.
         **kwargs: further :class:`~lightning_xai.influence.TracIn` arguments
             (``projection_dim``, ``batch_size``, ``show_progress``, ...).
 
@@ -494,7 +677,10 @@ class LabelFreeTracIn(TracIn):
         checkpoints: Checkpoints,
         parameters: str | list[str] | None = "encoder",
         loss: str = "per_sample_loss",
-        **kwargs: object,
+        *,
+        encoder: str | nn.Module | None = None,
+        adapter: BatchAdapter | None = None,
+        **kwargs: Any,
     ) -> None:
         if not callable(getattr(module, loss, None)):
             raise TypeError(
@@ -507,15 +693,41 @@ class LabelFreeTracIn(TracIn):
                 raise TypeError(
                     f"LabelFreeTracIn sets `{key}` itself; use TracIn for a custom one."
                 )
+        if encoder is not None:
+            if parameters != "encoder":
+                raise TypeError(
+                    f"Give `encoder` ({encoder!r}) or `parameters` ({parameters!r}), not both: "
+                    "both choose the parameters whose gradients count."
+                )
+            parameters = _submodule_path(module, encoder)
         super().__init__(
             _LossOutput(module, loss),
             checkpoints,
             _own_loss,
             parameters=parameters,
             targets="inputs",
+            adapter=_check_adapter(adapter),
             **kwargs,
         )
 
-    def attribute(self, test: torch.Tensor, train: torch.Tensor) -> torch.Tensor:
+    def attribute(self, test: Any, train: Any) -> torch.Tensor:
         """Influence of every training example on every test example: ``(n_test, n_train)``."""
         return self.influence(test, train).scores
+
+
+def _submodule_path(module: nn.Module, encoder: str | nn.Module) -> str:
+    if isinstance(encoder, str):
+        found = _attribute_path(module, encoder)
+        if isinstance(found, nn.Module):
+            return encoder
+        raise ValueError(
+            f"`encoder={encoder!r}` is not a submodule of {type(module).__name__}; label-free "
+            "TracIn needs the submodule whose parameters count, e.g. encoder='encoder'."
+        )
+    for name, child in module.named_modules():
+        if child is encoder and name:
+            return name
+    raise ValueError(
+        f"`encoder` ({type(encoder).__name__}) is not a submodule of {type(module).__name__}; "
+        "pass one of its submodules or its path."
+    )

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from lightning_xai.logic.relevance import concept_relevance
 from lightning_xai.logic.rule import Rule
 from lightning_xai.logic.simplify import simplify_rule_expr
+from lightning_xai.utilities.modes import eval_mode
 
 __all__ = ["ExtractionOptions", "class_membership", "explain_class", "extract_rules"]
 
@@ -358,14 +359,9 @@ def extract_rules(
         (2, 'y1')
     """
     _check_task(task)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            device = next(model.parameters()).device
-            logits = model(concepts.to(device)).detach().cpu()
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        device = next(model.parameters()).device
+        logits = model(concepts.to(device)).detach().cpu()
     if logits.dim() != 2:
         raise ValueError(f"`model` must return (N, n_classes) logits, got {tuple(logits.shape)}.")
     n_classes = logits.shape[1]

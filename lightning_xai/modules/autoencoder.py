@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from lightning_xai.modules._adapter import AdapterLike, attach_adapter, single_input
 from lightning_xai.nn.autoencoders import (
     DigitsDecoder,
     DigitsEncoder,
@@ -28,21 +29,13 @@ _LOSSES = ("mse", "bce")
 _PRETEXTS = (None, "denoise", "mask")
 
 
-def _inputs(batch: Any) -> torch.Tensor:
-    """The inputs of a batch that is ``x`` or ``(x, y, ...)``; labels are ignored."""
-    if isinstance(batch, (tuple, list)):
-        return batch[0]
-    if isinstance(batch, dict) and "x" in batch:
-        return batch["x"]
-    return batch
-
-
 class AutoEncoder(pl.LightningModule):
     """An autoencoder trained on reconstruction, optionally with a pretext task.
 
     ``forward(x)`` is the reconstruction (``sigmoid`` of the decoder output by default);
-    :meth:`encode` is the representation. Batches may be ``x`` or ``(x, y)``: labels are never
-    used for training. Logs ``{train,val,test}/loss`` (mean per-example loss, summed over
+    :meth:`encode` is the representation. Batches are read by ``adapter``: ``x``, ``(x, y, ...)``
+    or a dict (``{"x": ...}``, ``{"pixel_values": ...}``, ...); labels are never used for
+    training. Logs ``{train,val,test}/loss`` (mean per-example loss, summed over
     features). Training feeds the perturbed input of the pretext task and reconstructs the clean
     one; validation and test report the loss on clean inputs.
 
@@ -61,6 +54,9 @@ class AutoEncoder(pl.LightningModule):
             unbounded data.
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
+        adapter: how to read batches: a :class:`~lightning_xai.utilities.BatchAdapter`, a
+            mapping of its arguments (e.g. ``{"inputs": "image"}`` from YAML), or ``None`` to
+            infer it. Saved with the hyperparameters as that mapping.
 
     Example:
         >>> ae = AutoEncoder(latent_dim=8)
@@ -81,6 +77,7 @@ class AutoEncoder(pl.LightningModule):
         sigmoid: bool = True,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        adapter: AdapterLike = None,
     ) -> None:
         super().__init__()
         check_positive_int("latent_dim", latent_dim)
@@ -101,12 +98,17 @@ class AutoEncoder(pl.LightningModule):
             raise ValueError(f"`lr` must be positive, got {lr!r}.")
         if weight_decay < 0:
             raise ValueError(f"`weight_decay` must be >= 0, got {weight_decay!r}.")
-        self.save_hyperparameters(ignore=["encoder", "decoder"])
+        self.save_hyperparameters(ignore=["encoder", "decoder", "adapter"])
+        self.adapter = attach_adapter(self, adapter)
         self.encoder = encoder if encoder is not None else DigitsEncoder(self._encoder_width())
         self.decoder = decoder if decoder is not None else DigitsDecoder(latent_dim)
 
     def _encoder_width(self) -> int:
         return self.hparams.latent_dim
+
+    def _inputs(self, batch: Any) -> torch.Tensor:
+        """The input of a batch, read by the adapter; labels are ignored."""
+        return single_input(self.adapter, batch, type(self).__name__)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The representation of ``x``: shape ``(batch, latent_dim)``."""
@@ -151,12 +153,12 @@ class AutoEncoder(pl.LightningModule):
             )
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        losses = self._train_loss(_inputs(batch))
+        losses = self._train_loss(self._inputs(batch))
         self._log(losses, "train")
         return losses["loss"]
 
     def _eval_step(self, batch: Any, stage: str) -> torch.Tensor:
-        loss = self.per_sample_loss(_inputs(batch)).mean()
+        loss = self.per_sample_loss(self._inputs(batch)).mean()
         self._log({"loss": loss}, stage)
         return loss
 
@@ -167,7 +169,7 @@ class AutoEncoder(pl.LightningModule):
         return self._eval_step(batch, "test")
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        return self.encode(_inputs(batch))
+        return self.encode(self._inputs(batch))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
@@ -198,6 +200,7 @@ class VariationalAutoEncoder(AutoEncoder):
         sigmoid: as in :class:`AutoEncoder`.
         lr: Adam learning rate.
         weight_decay: Adam weight decay.
+        adapter: as in :class:`AutoEncoder`.
 
     Example:
         >>> vae = VariationalAutoEncoder(latent_dim=4, beta=4.0)
@@ -219,6 +222,7 @@ class VariationalAutoEncoder(AutoEncoder):
         sigmoid: bool = True,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        adapter: AdapterLike = None,
     ) -> None:
         if beta < 0:
             raise ValueError(f"`beta` must be >= 0, got {beta!r}.")
@@ -233,6 +237,7 @@ class VariationalAutoEncoder(AutoEncoder):
             sigmoid=sigmoid,
             lr=lr,
             weight_decay=weight_decay,
+            adapter=adapter,
         )
 
     def _encoder_width(self) -> int:
@@ -272,9 +277,7 @@ class VariationalAutoEncoder(AutoEncoder):
         return {k: v.mean() for k, v in self._vae_losses(x_in, x, sample=True).items()}
 
     def _eval_step(self, batch: Any, stage: str) -> torch.Tensor:
-        losses = {
-            k: v.mean()
-            for k, v in self._vae_losses(_inputs(batch), _inputs(batch), sample=False).items()
-        }
+        x = self._inputs(batch)
+        losses = {k: v.mean() for k, v in self._vae_losses(x, x, sample=False).items()}
         self._log(losses, stage)
         return losses["loss"]

@@ -10,6 +10,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_xai.modules._adapter import (
+    AdapterLike,
+    attach_adapter,
+    labelled_batch,
+    without_labels,
+)
 from lightning_xai.nn.models import DigitsCNN
 
 __all__ = ["Classifier"]
@@ -29,6 +35,9 @@ class Classifier(pl.LightningModule):
         lr: learning rate.
         weight_decay: weight decay, applied by the optimizer.
         optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"``.
+        adapter: how to read batches: a :class:`~lightning_xai.utilities.BatchAdapter`, a
+            mapping of its arguments, or ``None`` to infer it (``(x, y, ...)``, dicts with
+            ``labels``). Saved with the hyperparameters as that mapping.
 
     Example:
         >>> module = Classifier(num_classes=10)
@@ -43,6 +52,7 @@ class Classifier(pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         optimizer: Literal["adam", "adamw", "sgd"] = "adam",
+        adapter: AdapterLike = None,
     ) -> None:
         super().__init__()
         if optimizer not in _OPTIMIZERS:
@@ -55,7 +65,9 @@ class Classifier(pl.LightningModule):
             raise ValueError(f"`lr` must be positive, got {lr!r}.")
         if weight_decay < 0:
             raise ValueError(f"`weight_decay` must be >= 0, got {weight_decay!r}.")
-        self.save_hyperparameters(ignore=["model"])
+        self.save_hyperparameters(ignore=["model", "adapter"])
+        self.adapter = attach_adapter(self, adapter)
+        self._labels_checked = False
         self.model = model if model is not None else DigitsCNN(num_classes)
         self.metrics = nn.ModuleDict(
             {
@@ -68,8 +80,7 @@ class Classifier(pl.LightningModule):
         return self.model(x)
 
     def _shared_step(self, batch: Any, stage: str) -> torch.Tensor:
-        x, y = batch[0], batch[1]
-        logits = self(x)
+        logits, y = labelled_batch(self, batch)
         loss = F.cross_entropy(logits, y)
         acc = self.metrics[f"{stage}_acc"]
         acc(logits.detach(), y)
@@ -88,8 +99,7 @@ class Classifier(pl.LightningModule):
         return self._shared_step(batch, "test")
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x).argmax(-1)
+        return without_labels(self.adapter).split(batch, self).call(self).argmax(-1)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams

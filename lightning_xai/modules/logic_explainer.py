@@ -14,7 +14,14 @@ from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 from lightning_xai.logic.extraction import _TASKS, ExtractionOptions, Task, extract_rules
 from lightning_xai.logic.rule import Rule
 from lightning_xai.metrics.functional.logic import rule_accuracy, rule_fidelity
+from lightning_xai.modules._adapter import (
+    AdapterLike,
+    attach_adapter,
+    labelled_batch,
+    without_labels,
+)
 from lightning_xai.nn.entropy_linear import EntropyLinear, entropy_loss
+from lightning_xai.utilities.modes import eval_mode
 
 __all__ = ["LogicExplainer", "MLPLogicExplainer"]
 
@@ -91,8 +98,7 @@ class _ConceptExplainer(pl.LightningModule):
         return F.binary_cross_entropy_with_logits(logits, target.float())
 
     def _shared_step(self, batch: Any, stage: str) -> Tensor:
-        concepts, target = batch[0], batch[1]
-        logits = self(concepts)
+        logits, target = labelled_batch(self, batch)
         loss = self._task_loss(logits, target)
         if stage == "train":
             penalty = self.penalty()
@@ -118,8 +124,7 @@ class _ConceptExplainer(pl.LightningModule):
         return self._shared_step(batch, "test")
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
-        concepts = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self.predictions(self(concepts))
+        return self.predictions(without_labels(self.adapter).split(batch, self).call(self))
 
     def predictions(self, logits: Tensor) -> Tensor:
         """Decisions from logits: class indices (multiclass) or a Boolean matrix (multilabel)."""
@@ -163,13 +168,8 @@ class _ConceptExplainer(pl.LightningModule):
         if eval_x is None:
             eval_x, eval_y = x, y
         eval_x = eval_x.detach().cpu().float()
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                decisions = self.predictions(self.model(eval_x.to(self.device))).cpu()
-        finally:
-            self.train(was_training)
+        with eval_mode(self), torch.no_grad():
+            decisions = self.predictions(self.model(eval_x.to(self.device))).cpu()
         return [
             rule.with_metrics(
                 accuracy=None
@@ -205,6 +205,9 @@ class LogicExplainer(_ConceptExplainer):
         lr: AdamW learning rate.
         task: ``"multiclass"`` (integer targets, cross-entropy) or ``"multilabel"``
             (``(N, n_classes)`` 0/1 targets, binary cross-entropy per class).
+        adapter: how to read batches (concepts are the explained input, targets the labels):
+            a :class:`~lightning_xai.utilities.BatchAdapter`, a mapping of its arguments, or
+            ``None`` for ``(concepts, target)`` tuples and dicts with ``labels``.
 
     Example:
         >>> import torch
@@ -226,12 +229,15 @@ class LogicExplainer(_ConceptExplainer):
         entropy_weight: float = 1e-4,
         lr: float = 1e-2,
         task: Task = "multiclass",
+        adapter: AdapterLike = None,
     ) -> None:
         super().__init__(n_concepts, n_classes, concept_names, class_names, lr, task)
         hidden = _check_hidden(hidden)
         if not entropy_weight >= 0:
             raise ValueError(f"`entropy_weight` must be >= 0, got {entropy_weight!r}.")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["adapter"])
+        self.adapter = attach_adapter(self, adapter)
+        self._labels_checked = False
         layers: list[nn.Module] = [
             EntropyLinear(n_concepts, hidden[0], n_classes, temperature),
             nn.LeakyReLU(),
@@ -264,6 +270,7 @@ class MLPLogicExplainer(_ConceptExplainer):
         l1_weight: weight :math:`\lambda` of the L1 penalty on the first layer's weights.
         lr: AdamW learning rate.
         task: ``"multiclass"`` or ``"multilabel"``.
+        adapter: as in :class:`LogicExplainer`.
 
     Example:
         >>> import torch
@@ -282,12 +289,15 @@ class MLPLogicExplainer(_ConceptExplainer):
         l1_weight: float = 1e-3,
         lr: float = 1e-2,
         task: Task = "multiclass",
+        adapter: AdapterLike = None,
     ) -> None:
         super().__init__(n_concepts, n_classes, concept_names, class_names, lr, task)
         hidden = _check_hidden(hidden)
         if not l1_weight >= 0:
             raise ValueError(f"`l1_weight` must be >= 0, got {l1_weight!r}.")
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["adapter"])
+        self.adapter = attach_adapter(self, adapter)
+        self._labels_checked = False
         widths = (n_concepts, *hidden)
         layers: list[nn.Module] = []
         for width_in, width_out in zip(widths, widths[1:]):

@@ -165,9 +165,7 @@ def test_states_are_summed_across_two_processes() -> None:
     )
 
 
-def test_digits_feature_consistency_top4_of_64_pixels_beats_random_twice(
-    tmp_path
-) -> None:
+def test_digits_feature_consistency_top4_of_64_pixels_beats_random_twice(tmp_path) -> None:
     # imported here so that the spawned DDP workers, which import this module, stay light
     import pytorch_lightning as pl
 
