@@ -9,13 +9,23 @@ from lightning_xai.data.concepts import (
 from lightning_xai.data.datasets import TensorPairDataset
 from lightning_xai.data.decoy_digits import DecoyDigitsDataModule
 from lightning_xai.data.digits import DigitsDataModule
+from lightning_xai.data.text import (
+    KeywordSentencesDataModule,
+    SentenceDataset,
+    ids_to_tokens,
+    keyword_sentences,
+)
 
 __all__ = [
     "DNFDataModule",
     "DecoyDigitsDataModule",
     "DigitsDataModule",
+    "KeywordSentencesDataModule",
+    "SentenceDataset",
     "TensorPairDataset",
     "TrigonometryDataModule",
     "XORDataModule",
+    "ids_to_tokens",
+    "keyword_sentences",
     "random_dnf",
 ]

@@ -3,6 +3,7 @@
 from lightning_xai.nn.autoencoders import DigitsDecoder, DigitsEncoder
 from lightning_xai.nn.entropy_linear import EntropyLinear, entropy_layers, entropy_loss
 from lightning_xai.nn.models import MLP, DigitsCNN
+from lightning_xai.nn.text import TokenClassifier
 
 __all__ = [
     "MLP",
@@ -10,6 +11,7 @@ __all__ = [
     "DigitsDecoder",
     "DigitsEncoder",
     "EntropyLinear",
+    "TokenClassifier",
     "entropy_layers",
     "entropy_loss",
 ]

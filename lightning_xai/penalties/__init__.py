@@ -6,6 +6,7 @@ from lightning_xai.penalties.right_reasons import (
     RightReasonsResult,
     check_sample_independence,
     log_prob_input_gradients,
+    resolve_layer,
     right_reasons_penalty,
     sample_coupling_modules,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "find_another_explanation",
     "largest_gradient_mask",
     "log_prob_input_gradients",
+    "resolve_layer",
     "right_reasons_penalty",
     "sample_coupling_modules",
 ]

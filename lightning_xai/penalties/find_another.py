@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from lightning_xai.penalties.masks import check_mask, largest_gradient_mask
 from lightning_xai.penalties.right_reasons import log_prob_input_gradients
+from lightning_xai.utilities.modes import eval_mode
 from lightning_xai.utilities.validation import check_positive_int
 
 __all__ = ["find_another_explanation"]
@@ -32,7 +33,7 @@ def find_another_explanation(
     Among the features still allowed, those the model relies on most (see
     :func:`largest_gradient_mask`) are added to ``previous_mask`` (a union). Training a new model on the result forbids what this model
     used, so a sequence of models rely on different features ("find another explanation").
-    The model is evaluated in eval mode (its mode is restored afterwards).
+    The model is evaluated in eval mode (each submodule's own mode is restored afterwards).
 
     Args:
         model: a trained classifier returning logits.
@@ -65,15 +66,11 @@ def find_another_explanation(
     previous = None
     if previous_mask is not None:
         previous = check_mask(previous_mask, inputs, name="previous_mask") > 0
-    was_training = model.training
-    model.eval()
-    try:
-        chunks = []
+    chunks = []
+    with eval_mode(model):
         for chunk in inputs.split(batch_size):
             grads, _ = log_prob_input_gradients(model, chunk, method=method, create_graph=False)
             chunks.append(grads)
-    finally:
-        model.train(was_training)
     grads = torch.cat(chunks)
     if previous is not None:
         grads = grads.masked_fill(previous, 0.0)

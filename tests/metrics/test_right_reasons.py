@@ -76,3 +76,16 @@ def test_bad_mask_raises() -> None:
         right_reasons_score(torch.randn(2, 3), torch.ones(2, 4))
     with pytest.raises(TypeError, match="int64"):
         RightReasonsScore().update(torch.randn(2, 3), torch.ones(2, 3, dtype=torch.long))
+
+
+def test_per_token_masks_broadcast_over_the_embedding() -> None:
+    g = torch.Generator().manual_seed(3)
+    grads = torch.randn(5, 7, 4, generator=g)  # gradients at an embedding (N, T, E)
+    tokens = torch.rand(5, 7, generator=g) < 0.3  # one value per token (N, T)
+    expected = _reference(grads, tokens[..., None])
+    assert right_reasons_score(grads, tokens).item() == pytest.approx(expected, rel=1e-6)
+    metric = RightReasonsScore()
+    metric.update(grads, tokens)
+    assert metric.compute().item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match=r"`mask` has shape \(5, 6\)"):
+        right_reasons_score(grads, tokens[:, :6])

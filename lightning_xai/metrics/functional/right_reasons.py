@@ -23,6 +23,13 @@ __all__ = ["right_reasons_score"]
 
 def _right_reasons_score_update(input_gradients: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Sum of per-sample shares and the number of samples."""
+    if (
+        isinstance(mask, Tensor)
+        and isinstance(input_gradients, Tensor)
+        and mask.dim() < input_gradients.dim()
+        and tuple(mask.shape) == tuple(input_gradients.shape[: mask.dim()])
+    ):  # one value per token (N, T) for gradients at an embedding (N, T, E)
+        mask = mask.reshape(*mask.shape, *([1] * (input_gradients.dim() - mask.dim())))
     weights = check_mask(mask, input_gradients)
     magnitude = input_gradients.detach().abs().to(torch.float64)
     inside = (weights.detach().to(torch.float64) * magnitude).flatten(1).sum(dim=1)
@@ -45,7 +52,8 @@ def right_reasons_score(input_gradients: Tensor, mask: Tensor) -> Tensor:
         input_gradients: ``(N, ...)`` input gradients, e.g.
             :attr:`~lightning_xai.penalties.RightReasonsResult.input_gradients`.
         mask: ``bool`` or floating-point annotations with the gradients' shape (or one that
-            broadcasts to it), 1/``True`` = forbidden feature.
+            broadcasts to it, or a leading part of it such as one value per token ``(N, T)``
+            for gradients at an embedding ``(N, T, E)``), 1/``True`` = forbidden feature.
 
     Returns:
         A scalar ``float32`` tensor in [0, 1].
@@ -55,5 +63,8 @@ def right_reasons_score(input_gradients: Tensor, mask: Tensor) -> Tensor:
         >>> mask = torch.tensor([[True, False, False, False], [False, False, False, False]])
         >>> right_reasons_score(grads, mask)  # (0.75 + 0.0) / 2
         tensor(0.3750)
+        >>> tokens = torch.tensor([[True, False], [False, False]])  # one value per token
+        >>> right_reasons_score(grads.reshape(2, 2, 2), tokens)  # (4/4 + 0.0) / 2
+        tensor(0.5000)
     """
     return _right_reasons_score_compute(*_right_reasons_score_update(input_gradients, mask))
