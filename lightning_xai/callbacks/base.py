@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -54,13 +55,48 @@ def _first_loader(loaders: Any) -> Any:
     return loaders
 
 
+# What this process has seen of the user's loaders, kept outside the callbacks so that they
+# stay picklable for ``ddp_spawn``: the collate function serving each dataset (weakly keyed),
+# and the train/val loaders of each trainer's last fit.
+_COLLATE: dict[int, tuple[weakref.ref[Any], Any]] = {}
+_LAST_FIT: dict[int, tuple[weakref.ref[Any], dict[str, Any]]] = {}
+
+
 def _dataset(source: Any) -> Dataset | None:
+    """The dataset behind a loader (or loader collection, or dataset); remembers the loader's
+    ``collate_fn`` so probe samples are collated as the user's loader would."""
     loader = _first_loader(source)
     if isinstance(loader, DataLoader):
+        try:
+            _COLLATE[id(loader.dataset)] = (weakref.ref(loader.dataset), loader.collate_fn)
+        except TypeError:  # a dataset that takes no weak references
+            pass
         return loader.dataset
     if isinstance(loader, Dataset):
         return loader
     return None
+
+
+def _collate_fn(dataset: Any) -> Any:
+    entry = _COLLATE.get(id(dataset))
+    if entry is not None and entry[0]() is dataset:
+        return entry[1]
+    return default_collate
+
+
+def _remember_fit(trainer: pl.Trainer, split: str, loaders: Any) -> None:
+    entry = _LAST_FIT.get(id(trainer))
+    if entry is None or entry[0]() is not trainer:
+        entry = (weakref.ref(trainer), {})
+        _LAST_FIT[id(trainer)] = entry
+    if loaders is not None:
+        entry[1][split] = loaders
+        _dataset(loaders)
+
+
+def _last_fit(trainer: pl.Trainer, split: str) -> Any:
+    entry = _LAST_FIT.get(id(trainer))
+    return entry[1].get(split) if entry is not None and entry[0]() is trainer else None
 
 
 class ScheduleCallback(Callback):
@@ -113,7 +149,6 @@ class ScheduleCallback(Callback):
         self._headline: dict[str, float] = {}
         self._restored: tuple[int, int] | None = None  # (epoch, global step) of an evaluated ckpt
         self._last_run: tuple[str, int, int] | None = None
-        self._fit_loaders: tuple[int, Any] | None = None  # (id of the trainer, its loaders)
 
     # ------------------------------------------------------------------ identity
     @property
@@ -275,10 +310,12 @@ class ScheduleCallback(Callback):
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._fit_loaders = (id(trainer), trainer.train_dataloader)
+        _remember_fit(trainer, "train", trainer.train_dataloader)
 
     @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            _remember_fit(trainer, "val", trainer.val_dataloaders)
         self._maybe_run(trainer, pl_module, self.current_stage(trainer), "val")
 
     @override
@@ -338,6 +375,8 @@ class ScheduleCallback(Callback):
             source = loop._data_source
             if source.instance is not None and source.is_defined():
                 dataset = _dataset(source.dataloader())
+        if dataset is None and split == "val":
+            dataset = _dataset(_last_fit(trainer, "val"))  # e.g. at test, after a fit
         if dataset is None:
             datamodule = trainer.datamodule
             dataset = getattr(datamodule, f"{split}_dataset", None) if datamodule else None
@@ -380,9 +419,7 @@ class ScheduleCallback(Callback):
                 dataset = _dataset(datamodule.train_dataloader())
             if dataset is not None:
                 return dataset
-        remembered = self._fit_loaders
-        last_fit = remembered[1] if remembered and remembered[0] == id(trainer) else None
-        for loaders in (trainer.train_dataloader, last_fit):
+        for loaders in (trainer.train_dataloader, _last_fit(trainer, "train")):
             dataset = _dataset(loaders)
             if dataset is not None:
                 return dataset
@@ -486,15 +523,10 @@ class XAICallback(ScheduleCallback):
     def collate(
         trainer: pl.Trainer, pl_module: pl.LightningModule, dataset: Any, indices: Sequence[int]
     ) -> Any:
-        """Items ``indices`` of ``dataset``, collated like the trainer's loaders (their
-        ``collate_fn`` when one is known) and moved to the module's device."""
+        """Items ``indices`` of ``dataset``, collated by the ``collate_fn`` of the user's loader
+        that serves it (when one was seen; else the default) and moved to the module's device."""
         samples = [dataset[i] for i in indices]
-        collate_fn = default_collate
-        for loaders in (trainer.val_dataloaders, trainer.test_dataloaders):
-            loader = _first_loader(loaders)
-            if isinstance(loader, DataLoader) and loader.dataset is dataset:
-                collate_fn = loader.collate_fn
-        batch = collate_fn(samples)
+        batch = _collate_fn(dataset)(samples)
         if isinstance(samples[0], tuple) and isinstance(batch, list):
             batch = tuple(batch)
         return pl.utilities.move_data_to_device(batch, pl_module.device)

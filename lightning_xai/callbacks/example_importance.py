@@ -15,7 +15,7 @@ from typing_extensions import override
 
 from lightning_xai.attribution.attributor import Attributor
 from lightning_xai.attribution.config import AttributionConfig
-from lightning_xai.callbacks.base import STAGES, Stage, TrainDataLike, XAICallback, _first_loader
+from lightning_xai.callbacks.base import STAGES, Stage, TrainDataLike, XAICallback
 from lightning_xai.callbacks.tracin_checkpoint import TracInCheckpoint
 from lightning_xai.influence.checkpoints import Checkpoint, CheckpointStore, learning_rates
 from lightning_xai.influence.latent import (
@@ -256,7 +256,7 @@ class ExampleImportanceLogger(XAICallback):
             )
         encoder = self._encoder(pl_module)
         probe = self.check_batch(trainer, pl_module, stage, limit=2)
-        corpus = self._collate_train(trainer, pl_module, dataset, range(min(2, len(dataset))))  # type: ignore[arg-type]
+        corpus = self.collate(trainer, pl_module, dataset, range(min(2, len(dataset))))  # type: ignore[arg-type]
         widths = []
         with eval_mode(pl_module), torch.no_grad():
             for what, batch in (("probe", probe), ("training", corpus)):
@@ -372,42 +372,7 @@ class ExampleImportanceLogger(XAICallback):
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + 1))
             indices = sorted(order[:size].tolist())
             self.corpus_indices = indices
-        return self._collate_train(trainer, pl_module, dataset, indices), indices
-
-    @staticmethod
-    @override
-    def collate(
-        trainer: pl.Trainer, pl_module: pl.LightningModule, dataset: Any, indices: Sequence[int]
-    ) -> Any:
-        """As the base class, also finding the ``collate_fn`` of val/test loaders passed to the
-        trainer but not loaded yet (checks run before the loops load them)."""
-        loops = (trainer.fit_loop.epoch_loop.val_loop, trainer.validate_loop, trainer.test_loop)
-        for loop in loops:
-            loader = _first_loader(loop._data_source.instance)
-            if isinstance(loader, DataLoader) and loader.dataset is dataset:
-                batch = loader.collate_fn([dataset[i] for i in indices])
-                if isinstance(batch, list) and isinstance(dataset[indices[0]], tuple):
-                    batch = tuple(batch)
-                return pl.utilities.move_data_to_device(batch, pl_module.device)
-        return XAICallback.collate(trainer, pl_module, dataset, indices)
-
-    def _collate_train(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        dataset: Dataset,
-        indices: Sequence[int],
-    ) -> Any:
-        """Training items ``indices``, collated by the training loader's ``collate_fn`` when one
-        is known (``train_data=``, the trainer's fit loader), on the module's device."""
-        remembered = self._fit_loaders[1] if self._fit_loaders else None
-        for source in (self.train_data, trainer.train_dataloader, remembered):
-            if isinstance(source, DataLoader) and source.dataset is dataset:
-                batch = source.collate_fn([dataset[i] for i in indices])
-                if isinstance(batch, list) and isinstance(dataset[indices[0]], tuple):
-                    batch = tuple(batch)
-                return pl.utilities.move_data_to_device(batch, pl_module.device)
-        return self.collate(trainer, pl_module, dataset, list(indices))
+        return self.collate(trainer, pl_module, dataset, indices), indices
 
     # ------------------------------------------------------------------ running
     def explain(

@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -111,7 +110,6 @@ class LogicRuleLogger(ScheduleCallback):
         self.train_data = train_data
         self.history: list[dict[str, Any]] = []
         self.rules: list[Rule] = []
-        self._fit_val: tuple[int, Dataset] | None = None  # (id of the trainer, its val set)
 
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -128,21 +126,15 @@ class LogicRuleLogger(ScheduleCallback):
         if split == "train":
             return self.train_dataset(trainer)
         try:
-            dataset = self.dataset_of(trainer, split)  # type: ignore[arg-type]
+            return self.dataset_of(trainer, split)  # type: ignore[arg-type]
         except MisconfigurationException:
             if split != "val":
                 raise
-            remembered = self._fit_val
-            if remembered is not None and remembered[0] == id(trainer):
-                return remembered[1]
             raise MisconfigurationException(
                 f"LogicRuleLogger chooses rules on `fit_splits={self.fit_splits!r}`, but no "
                 "validation rows are reachable: give the trainer validation data (a datamodule "
                 "with `val_dataloader`, or fit this trainer first), or use fit_splits=('train',)."
             ) from None
-        if trainer.state.fn == TrainerFn.FITTING and split == "val":
-            self._fit_val = (id(trainer), dataset)
-        return dataset
 
     def _batches(self, dataset: Dataset, limit: int | None = None) -> Any:
         size = self.batch_size if limit is None else min(limit, self.batch_size)

@@ -5,6 +5,8 @@ from lightning_xai.influence.latent import (
     LabelFreeTracIn,
     LatentNearestNeighbours,
     SimplEx,
+    encoded_features,
+    resolve_encoder,
     simplex_weights,
 )
 from lightning_xai.influence.per_sample_grads import per_sample_grads, select_parameters
@@ -20,7 +22,9 @@ __all__: list[str] = [
     "SimplEx",
     "TopKResult",
     "TracIn",
+    "encoded_features",
     "per_sample_grads",
+    "resolve_encoder",
     "select_parameters",
     "simplex_weights",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal
 
 import pytorch_lightning as pl
@@ -21,6 +22,30 @@ from lightning_xai.nn.models import DigitsCNN
 __all__ = ["Classifier"]
 
 _OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+class _BoundForward:
+    """``module.forward``: calls ``module.model`` and reports the backbone's signature."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self._module = module
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._module.model(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        backbone = self._module.model
+        return inspect.signature(backbone.forward if isinstance(backbone, nn.Module) else backbone)
+
+
+class _BackboneForward:
+    """A ``forward`` that calls the backbone and has its signature (``forward(input_ids,
+    attention_mask=None)`` for a text backbone), so inspecting the module's forward (as a
+    :class:`~lightning_xai.utilities.BatchAdapter` does) sees the backbone's arguments."""
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return self if instance is None else _BoundForward(instance)
 
 
 class Classifier(pl.LightningModule):
@@ -76,8 +101,7 @@ class Classifier(pl.LightningModule):
             }
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    forward = _BackboneForward()  # type: ignore[assignment]
 
     def _shared_step(self, batch: Any, stage: str) -> torch.Tensor:
         logits, y = labelled_batch(self, batch)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, get_args
 
@@ -33,30 +32,6 @@ from lightning_xai.utilities.gradients import grad_enabled
 __all__ = ["ExplanationRegularizedClassifier"]
 
 _STAGES = ("train", "val", "test")
-
-
-class _BoundForward:
-    """``module.forward``: calls ``module.model`` and reports the backbone's signature."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self._module = module
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._module.model(*args, **kwargs)
-
-    @property
-    def __signature__(self) -> inspect.Signature:
-        backbone = self._module.model
-        return inspect.signature(backbone.forward if isinstance(backbone, nn.Module) else backbone)
-
-
-class _BackboneForward:
-    """A ``forward`` that calls the backbone and has its signature (``forward(input_ids,
-    attention_mask=None)`` for a text backbone), so inspecting the module's forward (as a
-    :class:`~lightning_xai.utilities.BatchAdapter` does) sees the backbone's arguments."""
-
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        return self if instance is None else _BoundForward(instance)
 
 
 _EPOCH_TERMS = ("ce", "penalty", "right_reasons")
@@ -197,8 +172,6 @@ class ExplanationRegularizedClassifier(Classifier):
 
     #: The backbone alone (what attribution methods explain), with the backbone's signature so
     #: that a BatchAdapter given this module passes the backbone's arguments (attention_mask).
-    forward = _BackboneForward()  # type: ignore[assignment]
-
     def mask_of(self, batch: Any, adapted: AdaptedBatch | None = None) -> Tensor | None:
         """The annotation mask of ``batch`` as ``mask=`` says, or ``None`` when it has none.
 

@@ -80,3 +80,24 @@ def test_logic_explainer_multilabel_targets_through_the_adapter(tmp_path) -> Non
     module = LogicExplainer(3, 2, task="multilabel", adapter={"inputs": "concepts"})
     make_trainer(tmp_path, limit_val_batches=0, logger=False).fit(module, rows)
     assert module.predict_step({"concepts": c[:4]}, 0).shape == (4, 2)
+
+
+def test_classifier_passes_the_backbones_keyword_arguments() -> None:
+    """A text backbone ``forward(input_ids, attention_mask=None)`` inside ``Classifier`` gets its
+    attention mask from a dict batch: the module reports the backbone's signature."""
+    from torch.utils.data._utils.collate import default_collate
+
+    from lightning_xai.nn import TokenClassifier
+    from tests.user_models import token_data
+
+    module = Classifier(model=TokenClassifier(vocab_size=20, num_classes=2), num_classes=2)
+    ds = DictDataset(token_data(n=4))
+    batch = default_collate([ds[i] for i in range(4)])
+    _, kwargs = module.adapter.split(batch, module).arguments()
+    assert set(kwargs) == {"input_ids", "attention_mask"}
+    module.eval()
+    with torch.no_grad():
+        expected = module.model(batch["input_ids"], attention_mask=batch["attention_mask"])
+        unmasked = module.model(batch["input_ids"])
+        assert torch.allclose(module.adapter.split(batch, module).call(module), expected)
+        assert not torch.allclose(expected, unmasked)  # the mask matters: it is not dropped
