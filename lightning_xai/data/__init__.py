@@ -1,5 +1,7 @@
 """LightningDataModules on bundled or generated data."""
 
+from lightning_xai.data.concept_digits import ConceptDigitsDataModule, digit_concepts
+from lightning_xai.data.concept_tabular import ConceptTabularDataModule
 from lightning_xai.data.concepts import (
     DNFDataModule,
     TrigonometryDataModule,
@@ -17,6 +19,8 @@ from lightning_xai.data.text import (
 )
 
 __all__ = [
+    "ConceptDigitsDataModule",
+    "ConceptTabularDataModule",
     "DNFDataModule",
     "DecoyDigitsDataModule",
     "DigitsDataModule",
@@ -25,6 +29,7 @@ __all__ = [
     "TensorPairDataset",
     "TrigonometryDataModule",
     "XORDataModule",
+    "digit_concepts",
     "ids_to_tokens",
     "keyword_sentences",
     "random_dnf",
