@@ -1,6 +1,12 @@
 """Attributions with any captum method: resolution by name, baselines, label-free mode, checks."""
 
-from lightning_xai.attribution.attributor import AttributionWarning, Attributor, check_arguments
+from lightning_xai.attribution.attributor import (
+    AttributionWarning,
+    Attributor,
+    NonFiniteAttributionWarning,
+    NonFiniteInputError,
+    check_arguments,
+)
 from lightning_xai.attribution.baselines import gaussian_blur, make_baseline, mean_input
 from lightning_xai.attribution.checks import HookHazards, find_hook_hazards
 from lightning_xai.attribution.completeness import completeness_gaps, relative_completeness_gap
@@ -25,6 +31,8 @@ __all__ = [
     "HookHazards",
     "LabelFreeOutput",
     "MethodSpec",
+    "NonFiniteAttributionWarning",
+    "NonFiniteInputError",
     "check_arguments",
     "completeness_gaps",
     "find_hook_hazards",

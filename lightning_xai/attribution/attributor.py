@@ -45,6 +45,8 @@ __all__ = [
     "NOISE_TUNNEL_TYPES",
     "AttributionWarning",
     "Attributor",
+    "NonFiniteAttributionWarning",
+    "NonFiniteInputError",
     "NoiseTunnelType",
     "TargetLike",
     "check_arguments",
@@ -93,6 +95,17 @@ class _Explained(nn.Module):
 
 class AttributionWarning(UserWarning):
     """Attributions that are likely wrong (incomplete, or a model hook-based methods misread)."""
+
+
+class NonFiniteAttributionWarning(AttributionWarning):
+    """Attributions or ``f(x) - f(baseline)`` came out NaN or inf (e.g. from non-finite
+    weights); the warning names the quantity and, when there is one, a non-finite parameter."""
+
+
+class NonFiniteInputError(ValueError):
+    """An explained input (or another floating-point model argument) holds NaN or inf; raised
+    by :meth:`Attributor.attribute` before anything is computed, naming the input and the
+    first bad row."""
 
 
 class Attributor:
@@ -228,6 +241,14 @@ class Attributor:
         """Whether attributions should add up to ``f(x) - f(baseline)``."""
         return self.spec.completeness != "none" and self.noise_tunnel is None
 
+    def config_dict(self) -> dict[str, Any]:
+        """The full method configuration as plain values (see
+        :meth:`~lightning_xai.attribution.AttributionConfig.to_dict`), with a layer module
+        recorded by its path in :attr:`model`. ``Attributor(model,
+        AttributionConfig.from_dict(d))`` rebuilds the same attributor; with
+        ``baseline="mean"`` also restore :attr:`mean_baseline`."""
+        return self.config.to_dict(self.model)
+
     # ------------------------------------------------------------------ public API
     def fit_baseline(
         self, data: Tensor | Iterable[object], max_samples: int | None = None
@@ -244,7 +265,15 @@ class Attributor:
         """
         if not isinstance(data, Tensor):
             data = self._explained_inputs(data)
-        self.mean_baseline = mean_input(data, max_samples=max_samples)
+        mean = mean_input(data, max_samples=max_samples)
+        if not bool(torch.isfinite(mean).all()):
+            bad = int((~torch.isfinite(mean)).sum())
+            raise NonFiniteInputError(
+                f"`baseline='mean'`: the mean training input holds NaN or inf in {bad} of "
+                f"{mean.numel()} values, so some training inputs are not finite. Clean the "
+                "training data, or give the baseline as a finite tensor (baseline=<tensor>)."
+            )
+        self.mean_baseline = mean
         return self
 
     def attribute(self, batch: Any, labels: Tensor | None = None) -> AttributionResult:
@@ -268,6 +297,7 @@ class Attributor:
                 f"{tuple(batch.shape)}; add a batch dimension with `x.unsqueeze(0)`."
             )
         adapted = self.adapter.split(batch, self._explained_fn)
+        self._check_batch(adapted)
         if labels is None:
             labels = adapted.labels
         if self.label_free:
@@ -304,6 +334,7 @@ class Attributor:
         if tokens:
             attributions, mask = self._token_scores(attributions, adapted, baselines)
         single = adapted.single and len(inputs) == 1
+        predictions, probabilities = _predictions(outputs)
         result = AttributionResult(
             attributions=attributions[0].detach() if single else _detach(attributions),
             inputs=inputs[0] if single else inputs,
@@ -312,7 +343,11 @@ class Attributor:
             layer=self.layer if isinstance(self.layer, str) else None,
             output_delta=None if delta is None else delta.detach(),
             mask=mask,
+            labels=_class_labels(labels, n),
+            predictions=predictions,
+            probabilities=probabilities,
         )
+        self._warn_if_non_finite(result)
         self._warn_if_incomplete(result, spec)
         return result
 
@@ -416,6 +451,7 @@ class Attributor:
             layer=self.layer if isinstance(self.layer, str) else None,
             output_delta=None if delta is None else delta.detach(),
         )
+        self._warn_if_non_finite(result)
         self._warn_if_incomplete(result, self.spec)
         return result
 
@@ -735,6 +771,95 @@ class Attributor:
         return tuple(out) if isinstance(out, tuple) else (out,)
 
     # ------------------------------------------------------------------ checks
+    def _input_name(self, i: int, count: int) -> str:
+        keys = self.adapter.inputs
+        if isinstance(keys, tuple | list) and len(keys) == count:
+            return f"explained input {keys[i]!r}"
+        if isinstance(keys, str | int) and count == 1:
+            return f"explained input {keys!r}"
+        return f"explained input {i}" if count > 1 else "the explained input"
+
+    def _check_batch(self, adapted: AdaptedBatch) -> None:
+        """Empty batches and non-finite inputs fail before anything is computed."""
+        n = len(adapted)
+        if n == 0:
+            raise ValueError(
+                "The batch is empty (0 examples): there is nothing to attribute. Give at least "
+                "one example (check the dataset, `num_samples` or the indices selected)."
+            )
+        count = len(adapted.inputs)
+        named = [(self._input_name(i, count), x) for i, x in enumerate(adapted.inputs)]
+        slots = _extra_slots(adapted)
+        for j, value in enumerate(adapted.extras):
+            keyword = slots[j][2] if j < len(slots) else None
+            label = f"model argument {keyword!r}" if keyword else f"further model argument {j}"
+            named.append((label, value))
+        for label, x in named:
+            if not isinstance(x, Tensor) or not (x.is_floating_point() or x.is_complex()):
+                continue
+            if x.dim() == 0 or len(x) != n:
+                continue
+            bad = ~torch.isfinite(x).reshape(n, -1).all(dim=1)
+            if bool(bad.any()):
+                rows = bad.nonzero().flatten().tolist()
+                raise NonFiniteInputError(
+                    f"{label} holds NaN or inf in {len(rows)} of {n} examples, first at row "
+                    f"{rows[0]} of the batch; attributions of non-finite inputs are "
+                    "meaningless. Remove or repair those examples (check the dataset and its "
+                    "transforms)."
+                )
+
+    def diagnose_non_finite(self, result: AttributionResult) -> str:
+        """A sentence naming what is not finite in ``result`` and a likely cause (the first
+        non-finite parameter of the model, if any); ``""`` when everything is finite.
+
+        Example:
+            >>> net = nn.Linear(2, 2)
+            >>> with torch.no_grad():
+            ...     net.weight[0, 0] = float("nan")
+            >>> attributor = Attributor(net, "saliency")
+            >>> with warnings.catch_warnings(record=True) as caught:
+            ...     r = attributor.attribute(torch.ones(3, 2))
+            >>> [type(w.message).__name__ for w in caught]
+            ['NonFiniteAttributionWarning']
+            >>> attributor.diagnose_non_finite(r)
+            "attributions of 3 of 3 examples are NaN or inf; the model's parameter 'weight' is not finite (diverged training?)"
+        """
+        bad = result.non_finite()
+        if not bad:
+            return ""
+        n = len(result.parts()[0][0])
+        rows = torch.zeros(n, dtype=torch.bool)
+        for a, _ in result.parts():
+            rows |= ~torch.isfinite(a.detach().reshape(n, -1)).all(dim=1).cpu()
+        if result.output_delta is not None:
+            rows |= ~torch.isfinite(result.output_delta.detach()).cpu()
+        what = " and ".join(
+            "attributions" if b == "attributions" else "f(x) - f(baseline)" for b in bad
+        )
+        text = f"{what} of {int(rows.sum())} of {n} examples are NaN or inf"
+        parameter = next(
+            (
+                name
+                for name, p in self.model.named_parameters()
+                if p.is_floating_point() and not bool(torch.isfinite(p).all())
+            ),
+            None,
+        )
+        if parameter is not None:
+            text += f"; the model's parameter {parameter!r} is not finite (diverged training?)"
+        return text
+
+    def _warn_if_non_finite(self, result: AttributionResult) -> None:
+        message = self.diagnose_non_finite(result)
+        if message:
+            self._warn_once(
+                "non_finite",
+                f"`method={self.spec.name!r}`: {message}. The result is returned as is; do "
+                "not read explanations from it.",
+                NonFiniteAttributionWarning,
+            )
+
     def _check_hazards(self, inputs: tuple[Tensor, ...], extras: tuple[Any, ...]) -> None:
         if not (self.config.check_hooks and self.spec.hook_based) or self._hazards is not None:
             return
@@ -785,11 +910,13 @@ class Attributor:
             f"{self.completeness_threshold}). {fix}",
         )
 
-    def _warn_once(self, key: str, message: str) -> None:
+    def _warn_once(
+        self, key: str, message: str, category: type[Warning] = AttributionWarning
+    ) -> None:
         if key in self._warned:
             return
         self._warned.add(key)
-        warnings.warn(message, AttributionWarning, stacklevel=3)
+        warnings.warn(message, category, stacklevel=3)
 
     def _require_input_shaped(self, result: AttributionResult, what: str) -> None:
         if isinstance(result.inputs, tuple) or isinstance(result.attributions, tuple):
@@ -828,6 +955,28 @@ def check_arguments(method: MethodLike, **options: Any) -> MethodSpec:
         'integrated_gradients'
     """
     return AttributionConfig(method=method, **options).spec
+
+
+def _predictions(outputs: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """Predicted class and its probability from class scores ``(N, C)``: softmax of logits, or
+    the scores themselves when every row already is a probability distribution."""
+    if outputs.dim() != 2 or outputs.shape[1] < 2 or not outputs.is_floating_point():
+        return None, None
+    scores = outputs.detach().float()
+    sums = scores.sum(dim=1)
+    is_probability = bool((scores >= 0).all()) and bool(
+        torch.allclose(sums, torch.ones_like(sums), atol=1e-4)
+    )
+    probs = scores if is_probability else scores.softmax(dim=1)
+    predictions = scores.argmax(dim=1)
+    return predictions, probs.gather(1, predictions[:, None])[:, 0]
+
+
+def _class_labels(labels: Any, n: int) -> Tensor | None:
+    """The labels when they are one integer class per example, else ``None``."""
+    if not isinstance(labels, Tensor) or labels.shape != (n,) or labels.is_floating_point():
+        return None
+    return labels.detach()
 
 
 def _pair_or_mean(scores: Tensor, spec: MethodSpec, n: int) -> Tensor:

@@ -18,7 +18,8 @@ from torch import Tensor, nn
 
 from lightning_xai.attribution.baselines import BaselineLike, validate_baseline
 from lightning_xai.attribution.methods import METHODS, MethodLike, MethodSpec, method_spec
-from lightning_xai.utilities.validation import check_positive_int
+from lightning_xai.utilities.batches import resolve_callable
+from lightning_xai.utilities.validation import check_finite, check_positive_int
 
 __all__ = [
     "NOISE_TUNNEL_TYPES",
@@ -152,6 +153,101 @@ class AttributionConfig:
         """The names accepted by the constructor (and as ``Attributor`` keyword arguments)."""
         return tuple(f.name for f in dataclasses.fields(cls) if f.init)
 
+    def to_dict(self, model: nn.Module | None = None) -> dict[str, Any]:
+        """Every field as plain values, to store next to saved attributions and rebuild the
+        same configuration with :meth:`from_dict`.
+
+        The method is stored by name (a captum class that is not in
+        :data:`~lightning_xai.attribution.METHODS` by its dotted import path; a configured
+        instance by its class, so its constructor arguments are only kept through
+        ``init_kwargs``); a layer given as a module by its path in ``model``. Tensors (a
+        baseline, a target) stay tensors, so a dict saved with ``torch.save`` loads with
+        ``weights_only=True``.
+
+        Example:
+            >>> d = AttributionConfig("integrated_gradients", method_kwargs={"n_steps": 16}).to_dict()
+            >>> d["method"], d["method_kwargs"], d["baseline"]
+            ('integrated_gradients', {'n_steps': 16}, 'zeros')
+            >>> AttributionConfig.from_dict(d) == AttributionConfig.from_dict(d)
+            True
+        """
+        out: dict[str, Any] = {}
+        for name in self.field_names():
+            out[name] = _plain(getattr(self, name))
+        method = self.method
+        if isinstance(method, str):
+            out["method"] = self.spec.name
+        else:
+            cls = method if isinstance(method, type) else type(method)
+            known = METHODS.get(self.spec.name)
+            out["method"] = (
+                self.spec.name
+                if known is not None and known.cls is cls
+                else f"{cls.__module__}.{cls.__qualname__}"
+            )
+        layer = self.layer
+        if isinstance(layer, nn.Module):
+            path = None
+            if model is not None:
+                path = next((n for n, m in model.named_modules() if m is layer), None)
+            out["layer"] = path if path is not None else f"<{type(layer).__name__} module>"
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AttributionConfig:
+        """The configuration :meth:`to_dict` recorded (unknown keys are ignored, so a saved
+        file's whole ``config`` entry can be passed).
+
+        Raises:
+            ValueError: for a recorded layer that was a module outside any model.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"`data` must be a mapping from to_dict(), got {type(data).__name__}.")
+        values = {k: data[k] for k in cls.field_names() if k in data}
+        method = values.get("method")
+        if isinstance(method, str) and "." in method:
+            values["method"] = resolve_callable(method)
+        layer = values.get("layer")
+        if isinstance(layer, str) and layer.startswith("<"):
+            raise ValueError(
+                f"The recorded `layer={layer!r}` was a module given without its model; pass "
+                "the layer again (a module path such as 'features.2')."
+            )
+        return cls(**values)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with containers copied and callables or other objects turned into their
+    dotted import path or ``repr`` (what ``torch.load(weights_only=True)`` can read)."""
+    if value is None or isinstance(value, bool | int | float | str | Tensor):
+        return value
+    if isinstance(value, tuple | list):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+    return repr(value)
+
+
+def _check_numbers(name: str, value: Any) -> None:
+    """Reject NaN and inf anywhere in ``value`` (numbers, tensors, nested containers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"`{name}` must be finite, got {value!r}.")
+    if isinstance(value, Tensor) and value.is_floating_point():
+        if not bool(value.isfinite().all()):
+            bad = int((~value.isfinite()).sum())
+            raise ValueError(
+                f"`{name}` is a tensor holding {bad} NaN or inf value(s) of {value.numel()}; "
+                "give finite values."
+            )
+    if isinstance(value, tuple | list):
+        for i, v in enumerate(value):
+            _check_numbers(f"{name}[{i}]", v)
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_numbers(f"{name}[{k!r}]", v)
+
 
 def _mapping(name: str, value: Any) -> dict[str, Any]:
     if value is None:
@@ -187,15 +283,8 @@ def _validate(config: AttributionConfig) -> MethodSpec:
         raise ValueError("`baseline=()` is empty; give one baseline per explained input.")
     for baseline in baselines:
         validate_baseline(baseline)
-    if config.blur_sigma is not None and not (
-        isinstance(config.blur_sigma, int | float)
-        and not isinstance(config.blur_sigma, bool)
-        and math.isfinite(config.blur_sigma)
-        and config.blur_sigma > 0
-    ):
-        raise ValueError(
-            f"`blur_sigma` must be a positive number of pixels or None, got {config.blur_sigma!r}."
-        )
+    _check_numbers("baseline", config.baseline)
+    check_finite("blur_sigma", config.blur_sigma, minimum=0.0, exclusive=True, allow_none=True)
     _validate_target(config.target, config.label_free)
     if config.noise_tunnel is not None and config.noise_tunnel not in NOISE_TUNNEL_TYPES:
         raise ValueError(
@@ -203,14 +292,7 @@ def _validate(config: AttributionConfig) -> MethodSpec:
             f"{NOISE_TUNNEL_TYPES} or None."
         )
     check_positive_int("nt_samples", config.nt_samples)
-    nt_stdevs = config.nt_stdevs
-    if not (
-        isinstance(nt_stdevs, int | float)
-        and not isinstance(nt_stdevs, bool)
-        and nt_stdevs >= 0
-        and math.isfinite(nt_stdevs)
-    ):
-        raise ValueError(f"`nt_stdevs` must be a finite number >= 0, got {nt_stdevs!r}.")
+    check_finite("nt_stdevs", config.nt_stdevs, minimum=0.0)
     accepts = spec.accepts
     if config.internal_batch_size is not None:
         check_positive_int("internal_batch_size", config.internal_batch_size)
@@ -222,6 +304,8 @@ def _validate(config: AttributionConfig) -> MethodSpec:
                 "perturbation methods use method_kwargs={'perturbations_per_eval': k}, or "
                 "drop internal_batch_size."
             )
+    _check_numbers("method_kwargs", config.method_kwargs)
+    _check_numbers("init_kwargs", config.init_kwargs)
     for key, value in config.method_kwargs.items():
         if key in _RESERVED:
             raise ValueError(
@@ -240,11 +324,13 @@ def _validate(config: AttributionConfig) -> MethodSpec:
                 f"`method_kwargs={{{key!r}: {value!r}}}`: {key} must be a positive integer; "
                 f"use e.g. method_kwargs={{{key!r}: {16 if key == 'n_steps' else 8}}}."
             )
-    threshold = config.completeness_threshold
-    if threshold is not None and not (
-        isinstance(threshold, int | float) and not isinstance(threshold, bool) and threshold > 0
-    ):
-        raise ValueError(f"`completeness_threshold` must be positive or None, got {threshold!r}.")
+    check_finite(
+        "completeness_threshold",
+        config.completeness_threshold,
+        minimum=0.0,
+        exclusive=True,
+        allow_none=True,
+    )
     if not isinstance(config.check_hooks, bool):
         raise TypeError(f"`check_hooks` must be True or False, got {config.check_hooks!r}.")
     if not isinstance(config.label_free, bool):
@@ -275,3 +361,8 @@ def _validate_target(target: object, label_free: bool) -> None:
         raise ValueError(f"`target={target}` must be a class index >= 0.")
     if isinstance(target, Tensor) and target.is_floating_point():
         raise ValueError("`target` must hold integer class indices, got a floating-point tensor.")
+    if isinstance(target, Tensor) and target.numel() and bool((target < 0).any()):
+        raise ValueError(
+            f"`target` holds negative class indices {sorted(set(target[target < 0].tolist()))}; "
+            "give class indices >= 0."
+        )

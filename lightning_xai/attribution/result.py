@@ -49,6 +49,11 @@ class AttributionResult:
             property, else ``None``.
         mask: for token ids, ``(N, T)`` with ``True`` at real tokens (padding has attribution
             0), else ``None``.
+        labels: the batch's class labels ``(N,)`` when it has integer labels, else ``None``.
+        predictions: the predicted class per example ``(N,)`` (argmax of the class scores),
+            ``None`` in label-free mode or for one output per example.
+        probabilities: the probability of each prediction ``(N,)`` (softmax of the class
+            scores, or the scores themselves when they already are probabilities).
 
     Example:
         >>> r = AttributionResult(torch.ones(2, 3), torch.zeros(2, 3), None, "demo",
@@ -66,6 +71,9 @@ class AttributionResult:
     layer: str | None = None
     output_delta: Tensor | None = None
     mask: Tensor | None = None
+    labels: Tensor | None = None
+    predictions: Tensor | None = None
+    probabilities: Tensor | None = None
 
     @property
     def num_inputs(self) -> int:
@@ -92,6 +100,21 @@ class AttributionResult:
         if self.output_delta is None:
             return None
         return float(relative_completeness_gap(self.attributions, self.output_delta))
+
+    def non_finite(self) -> list[str]:
+        """The quantities that hold NaN or inf: ``"attributions"`` and/or ``"output_delta"``
+        (empty when everything is finite).
+
+        Example:
+            >>> AttributionResult(torch.tensor([[float("nan")]]), torch.zeros(1, 1), None, "x").non_finite()
+            ['attributions']
+        """
+        bad = []
+        if not all(bool(torch.isfinite(a).all()) for a, _ in self.parts()):
+            bad.append("attributions")
+        if self.output_delta is not None and not bool(torch.isfinite(self.output_delta).all()):
+            bad.append("output_delta")
+        return bad
 
     def heatmaps(self) -> Tensor | tuple[Tensor, ...]:
         """One map per example for display: ``(N, H, W)`` for images, ``(N, T)`` for signals
@@ -131,6 +154,9 @@ class AttributionResult:
             layer=self.layer,
             output_delta=move(self.output_delta),
             mask=move(self.mask),
+            labels=move(self.labels),
+            predictions=move(self.predictions),
+            probabilities=move(self.probabilities),
         )
 
 

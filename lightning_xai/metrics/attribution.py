@@ -65,11 +65,15 @@ class CompletenessGap(Metric):
 
 
 class AttributionRankCorrelation(Metric):
-    """Mean Spearman correlation between two attributions of the same examples (drift).
+    """Mean Spearman rank agreement between two attributions of the same examples (higher is
+    better: more stable explanations).
 
     Each example's features are ranked in both attributions (ties share their average rank)
-    and correlated; the metric is the mean over examples. 1: same ranking, 0: unrelated.
-    Examples whose attributions are constant are skipped. See
+    and correlated; the metric is the mean over examples. 1: same ranking, 0: unrelated, -1:
+    reversed. Examples whose attributions are constant have no ranking and are skipped; when
+    every example is constant the result is NaN (undefined, not "no change"). The
+    :class:`~lightning_xai.callbacks.AttributionLogger` logs it between runs as
+    ``rank_agreement_with_previous``. See
     :func:`~lightning_xai.metrics.functional.attribution_rank_correlation`.
 
     Example:

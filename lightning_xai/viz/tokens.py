@@ -14,6 +14,7 @@ from matplotlib import colormaps
 __all__ = ["token_image", "token_markdown", "token_strings"]
 
 _CMAP = "bwr"
+_SCALES = ("tile", "shared")
 
 
 def token_strings(
@@ -40,11 +41,25 @@ def token_strings(
     return out
 
 
-def _colours(scores: np.ndarray) -> np.ndarray:
-    """RGB in [0, 1] per score, each row scaled by its largest absolute value."""
-    limit = np.abs(scores).max(axis=1, keepdims=True)
+def _limits(scores: np.ndarray, keep: np.ndarray, scale: str) -> np.ndarray:
+    """The colour range of each sequence over its real tokens: its own (``"tile"``) or the
+    largest over all (``"shared"``)."""
+    if scale not in _SCALES:
+        raise ValueError(
+            f"`scale={scale!r}` is not supported; use 'tile' (each sequence on its own range) "
+            "or 'shared' (one range for every sequence)."
+        )
+    limits = np.where(keep, np.abs(scores), 0.0).max(axis=1) if scores.size else np.zeros(0)
+    if scale == "shared" and limits.size:
+        limits = np.full_like(limits, limits.max())
+    return limits
+
+
+def _colours(scores: np.ndarray, limits: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] per score, each row scaled by its ``limits`` entry."""
+    limit = limits.reshape(-1, 1)
     normed = np.divide(scores, limit, out=np.zeros_like(scores), where=limit > 0)
-    return colormaps[_CMAP]((normed + 1) / 2)[..., :3]
+    return colormaps[_CMAP]((np.clip(normed, -1, 1) + 1) / 2)[..., :3]
 
 
 def _prepare(
@@ -64,6 +79,12 @@ def _prepare(
     else:
         keep = np.asarray(mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask)
         keep = keep.astype(bool)
+    if not np.isfinite(values[keep]).all():
+        bad = np.flatnonzero(~np.isfinite(np.where(keep, values, 0.0)).all(axis=1))
+        raise ValueError(
+            f"`scores` hold NaN or inf for sequences {bad[:8].tolist()}; a picture of them would "
+            "be meaningless. Skip them (AttributionResult.non_finite() tells) or fix the model."
+        )
     return values, keep
 
 
@@ -73,9 +94,14 @@ def token_markdown(
     mask: np.ndarray | torch.Tensor | None = None,
     labels: Sequence[str] | None = None,
     title: str | None = None,
+    scale: str = "tile",
 ) -> str:
     """Markdown with one line per sequence, each token an HTML span on a background coloured by
-    its attribution (blue negative, red positive, per-sequence scale); padding is left out.
+    its attribution (blue negative, red positive); padding is left out.
+
+    ``labels`` prefix each line (e.g. ``"label 1 · pred 1 (0.93) · target 1"``); ``scale`` is
+    ``"tile"`` (each sequence on its own range, the default) or ``"shared"``, and the legend
+    line states which, with the range. Hovering a token shows its attribution.
 
     Example:
         >>> md = token_markdown([["good", "film"]], torch.tensor([[1.0, -0.5]]))
@@ -83,9 +109,17 @@ def token_markdown(
         True
     """
     values, keep = _prepare(tokens, scores, mask)
-    colours = _colours(values)
+    limits = _limits(values, keep, scale)
+    colours = _colours(values, limits)
     lines = [f"**{html.escape(title)}**", ""] if title else []
-    lines.append("blue: lowers the explained score, red: raises it (scaled per line)")
+    if scale == "shared":
+        where = f"one range for every line, {-limits.max():.3g} to +{limits.max():.3g}"
+    else:
+        where = "each line spans ± its own largest |attribution|"
+    lines.append(
+        f"blue: lowers the explained score · white: no effect · red: raises it ({where}; "
+        "hover a token for its value)"
+    )
     lines.append("")
     for i, row in enumerate(tokens):
         spans = []
@@ -108,9 +142,13 @@ def token_image(
     mask: np.ndarray | torch.Tensor | None = None,
     labels: Sequence[str] | None = None,
     width: int = 640,
+    scale: str = "tile",
 ) -> np.ndarray:
     """The tokens of each sequence on boxes coloured by attribution, wrapped to ``width``
-    pixels, one block per sequence; padding is left out.
+    pixels, one block per sequence under its caption (``labels``); padding is left out.
+
+    ``scale``: ``"tile"`` (each sequence on its own range, the default) or ``"shared"``. Add a
+    title and the colour legend with :func:`~lightning_xai.viz.attribution.annotate`.
 
     Returns:
         An ``(H, W, 3)`` ``uint8`` image.
@@ -124,7 +162,7 @@ def token_image(
     from PIL import Image, ImageDraw, ImageFont
 
     values, keep = _prepare(tokens, scores, mask)
-    colours = _colours(values)
+    colours = _colours(values, _limits(values, keep, scale))
     font = ImageFont.load_default()
     line_h, pad = 16, 4
     # lay out first to know the height
@@ -132,16 +170,15 @@ def token_image(
     y = pad
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     for i, row in enumerate(tokens):
-        x = pad
-        prefix = f"{labels[i]}: " if labels is not None else f"{i}: "
-        placed.append((x, y, prefix, None, 0))
-        x += int(measure.textlength(prefix, font=font)) + 2
+        caption = labels[i] if labels is not None else f"example {i}"
+        placed.append((pad, y, caption, None, 0))
+        x, y = pad + 10, y + line_h
         for j, token in enumerate(row):
             if not keep[i, j]:
                 continue
             w = int(measure.textlength(token, font=font)) + 4
             if x + w > width - pad and x > pad + 20:
-                x, y = pad + 20, y + line_h
+                x, y = pad + 10, y + line_h
             colour = tuple(int(255 * c) for c in colours[i, j])
             placed.append((x, y, token, colour, w))  # type: ignore[arg-type]
             x += w + 2

@@ -210,3 +210,21 @@ def test_captum_assertions_become_errors_naming_method_kwargs() -> None:
     attributor = Attributor(model, "occlusion", method_kwargs={"sliding_window_shapes": (3, 3)})
     with pytest.raises(ValueError, match=r"method_kwargs=\{'sliding_window_shapes': \(3, 3\)\}"):
         attributor.attribute(x)
+
+
+def test_config_dict_round_trip_records_every_field() -> None:
+    from captum.attr import Saliency
+
+    net = TabularNet()
+    config = AttributionConfig(
+        Saliency, baseline=torch.tensor([0.5] * 5), method_kwargs={"abs": False}, nt_stdevs=0.3
+    )
+    recorded = config.to_dict()
+    assert recorded["method"] == "saliency" and recorded["nt_stdevs"] == 0.3
+    assert set(recorded) == set(AttributionConfig.field_names())
+    rebuilt = AttributionConfig.from_dict({**recorded, "unrelated": 1})
+    assert rebuilt.spec.name == "saliency" and torch.equal(rebuilt.baseline, config.baseline)
+    layer = AttributionConfig("layer_grad_cam", layer=net.net[0]).to_dict(net)
+    assert layer["layer"] == "net.0" and AttributionConfig.from_dict(layer).layer == "net.0"
+    with pytest.raises(ValueError, match="module given without its model"):
+        AttributionConfig.from_dict(AttributionConfig("layer_grad_cam", layer=net.net[0]).to_dict())

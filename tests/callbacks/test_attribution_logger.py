@@ -42,20 +42,28 @@ def test_logs_images_scalars_and_files_in_fit_validate_and_test(tmp_path, tb_eve
     for stage, runs in (("fit", 2), ("validate", 1), ("test", 1)):
         images = events.Images(TAG.format(stage=stage, key="attributions"))
         assert len(images) == runs
-        # two 8x8 tiles per sample (input, overlay) upscaled 8x, four samples per row, under a
-        # 16-pixel caption and above an 18-pixel colour legend
+        # six tiles of two 64-px images (8x8 upscaled 8x) fit one row of a TensorBoard card,
+        # with a title above, two caption lines under each tile and a legend below
         height, width = _png_shape(images[0])
-        assert (height, width) == (16 + 2 * (64 + 2) + 2 + 18, 4 * (2 * 64 + 8 + 2) + 2)
+        assert width <= 1000 and 6 * 2 * 64 < width and 64 + 2 * 13 + 16 + 60 < height < 300
         gaps = events.Scalars(TAG.format(stage=stage, key="completeness_gap"))
         assert len(gaps) == runs and all(0 <= g.value < 0.5 for g in gaps)
-    drift = events.Scalars(TAG.format(stage="fit", key="drift"))
-    assert len(drift) == 1 and -1 <= drift[0].value <= 1
+    agreement = events.Scalars(TAG.format(stage="fit", key="rank_agreement_with_previous"))
+    assert len(agreement) == 1 and -1 <= agreement[0].value <= 1
     # validate after fit compares with the same model's last fit attributions
-    assert events.Scalars(TAG.format(stage="validate", key="drift"))[0].value == pytest.approx(1.0)
+    (again,) = events.Scalars(TAG.format(stage="validate", key="rank_agreement_with_previous"))
+    assert again.value == pytest.approx(1.0)
+    assert "fit/attribution_logger/drift" not in events.Tags()["scalars"]
 
-    files = sorted((_root(tmp_path) / "fit").glob("*.pt"))
+    folder = _root(tmp_path) / "fit" / "attributions"
+    files = sorted(folder.glob("*.pt"))
     assert [f.name for f in files] == ["epoch0000_step0000004.pt", "epoch0001_step0000008.pt"]
-    assert len(list((_root(tmp_path) / "fit").glob("*.png"))) == 2
+    assert sorted(p.name for p in folder.glob("*.png")) == [
+        f.with_suffix(".png").name for f in files
+    ]
+    assert sorted(p.name for p in folder.glob("*.json")) == [
+        f.with_suffix(".json").name for f in files
+    ]
     saved = torch.load(files[-1], weights_only=True)
     assert saved["attributions"].shape == (6, 1, 8, 8)
     assert saved["probe_indices"] == cb.probe_indices["val"]
@@ -64,7 +72,7 @@ def test_logs_images_scalars_and_files_in_fit_validate_and_test(tmp_path, tb_eve
     with torch.no_grad():
         preds = model(expected_inputs).argmax(1)
     assert torch.equal(saved["targets"], preds)
-    test_file = next((_root(tmp_path) / "test").glob("*.pt"))
+    test_file = next((_root(tmp_path) / "test" / "attributions").glob("*.pt"))
     assert torch.load(test_file, weights_only=True)["probe_indices"] == cb.probe_indices["test"]
 
 
@@ -88,8 +96,10 @@ def test_tabular_inputs_get_a_bar_chart_with_feature_names(tmp_path, tb_events) 
     make_trainer(tmp_path, callbacks=[cb]).fit(Classifier(net, num_classes=2), datamodule=dm)
     (image,) = tb_events(tmp_path).Images(TAG.format(stage="fit", key="attributions"))
     height, width = _png_shape(image)
-    assert width == 500 and height > 100  # a matplotlib chart, not a pixel grid
-    saved = torch.load(next((_root(tmp_path) / "fit").glob("*.pt")), weights_only=True)
+    assert 500 <= width <= 1000 and height > 100  # a matplotlib chart, not a pixel grid
+    saved = torch.load(
+        next((_root(tmp_path) / "fit" / "attributions").glob("*.pt")), weights_only=True
+    )
     assert saved["attributions"].shape == (8, 5)
     assert torch.equal(saved["targets"], y[cb.probe_indices["val"]])
 
@@ -112,7 +122,9 @@ def test_label_free_autoencoder_and_mean_baseline(tmp_path, tb_events) -> None:
     events = tb_events(tmp_path)
     assert len(events.Images(TAG.format(stage="fit", key="attributions"))) == 1
     assert len(events.Scalars(TAG.format(stage="fit", key="completeness_gap"))) == 1
-    saved = torch.load(next((_root(tmp_path) / "fit").glob("*.pt")), weights_only=True)
+    saved = torch.load(
+        next((_root(tmp_path) / "fit" / "attributions").glob("*.pt")), weights_only=True
+    )
     assert saved["targets"] is None and saved["attributions"].shape == (4, 1, 8, 8)
 
 
@@ -200,7 +212,9 @@ def test_zeros_baseline_default_is_what_the_method_sees(tmp_path) -> None:
     cb = AttributionLogger("integrated_gradients", num_samples=4, stages=("validate",))
     model = TinyClassifier()
     make_trainer(tmp_path, callbacks=[cb]).validate(model, datamodule=tiny_digits())
-    saved = torch.load(next((_root(tmp_path) / "validate").glob("*.pt")), weights_only=True)
+    saved = torch.load(
+        next((_root(tmp_path) / "validate" / "attributions").glob("*.pt")), weights_only=True
+    )
     x = saved["inputs"]
     reference = make_baseline("zeros", x)
     with torch.no_grad():
@@ -218,8 +232,126 @@ def test_ddp_spawn_runs_on_rank_zero_and_does_not_hang(tmp_path, tb_events) -> N
         tmp_path, callbacks=[cb], strategy="ddp_spawn", accelerator="cpu", devices=2, max_epochs=2
     )
     trainer.fit(TinyClassifier(), datamodule=tiny_digits())
-    files = sorted(p.name for p in (_root(tmp_path) / "fit").glob("*.pt"))
+    files = sorted(p.name for p in (_root(tmp_path) / "fit" / "attributions").glob("*.pt"))
     assert len(files) == 2  # one per epoch, written by rank zero only
     events = tb_events(tmp_path)
     assert len(events.Images(TAG.format(stage="fit", key="attributions"))) == 2
-    assert len(events.Scalars(TAG.format(stage="fit", key="drift"))) == 1
+    assert len(events.Scalars(TAG.format(stage="fit", key="rank_agreement_with_previous"))) == 1
+
+
+def test_saved_config_and_probe_indices_reproduce_the_attributions_exactly(tmp_path) -> None:
+    """Sampling methods too: the .pt records the configuration, the mean baseline, the probe
+    indices and the run's seed."""
+    import json
+
+    from torch.utils.data import default_collate
+
+    from lightning_xai.attribution import AttributionConfig, Attributor
+
+    cb = AttributionLogger(
+        "saliency",
+        num_samples=5,
+        stages=("fit",),
+        noise_tunnel="smoothgrad",
+        nt_samples=3,
+        nt_stdevs=0.2,
+        baseline="mean",
+        target="label",
+        method_kwargs={"abs": False},
+    )
+    model, dm = TinyClassifier(), tiny_digits()
+    make_trainer(tmp_path, callbacks=[cb]).fit(model, datamodule=dm)
+    pt = next((_root(tmp_path) / "fit" / "attributions").glob("*.pt"))
+    saved = torch.load(pt, weights_only=True)
+    recorded = json.loads(pt.with_suffix(".json").read_text())
+    for record in (saved, recorded):
+        config = record["config"]
+        assert config["method"] == "saliency" and config["noise_tunnel"] == "smoothgrad"
+        assert (config["nt_samples"], config["nt_stdevs"], config["baseline"]) == (3, 0.2, "mean")
+        assert config["method_kwargs"] == {"abs": False} and config["target"] == "label"
+        assert record["probe_indices"] == cb.probe_indices["val"]
+        assert (record["epoch"], record["step"], record["stage"]) == (0, 4, "fit")
+
+    rebuilt = Attributor(model, AttributionConfig.from_dict(saved["config"]))
+    rebuilt.mean_baseline = saved["mean_baseline"]
+    batch = default_collate([dm.val_dataset[i] for i in saved["probe_indices"]])
+    torch.testing.assert_close(batch[0], saved["inputs"])
+    model.eval()
+    torch.manual_seed(saved["rng_seed"])
+    again = rebuilt.attribute(batch)
+    torch.testing.assert_close(again.attributions, saved["attributions"], rtol=0, atol=0)
+    torch.manual_seed(saved["rng_seed"] + 1)  # another seed: other noise, other attributions
+    assert not torch.equal(rebuilt.attribute(batch).attributions, saved["attributions"])
+
+
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")
+def test_evaluating_a_checkpoint_labels_outputs_with_its_epoch_and_step(
+    tmp_path, tb_events
+) -> None:
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    model, dm = TinyClassifier(), tiny_digits()
+    make_trainer(
+        tmp_path / "fit", callbacks=[checkpoint], max_epochs=2, enable_checkpointing=True
+    ).fit(model, datamodule=dm)
+    cb = AttributionLogger(num_samples=3, stages=("test",), verbose=False, strict=True)
+    trainer = make_trainer(tmp_path, callbacks=[cb])
+    assert cb.reporter(trainer).strict is True and cb.verbose is False
+    trainer.test(
+        TinyClassifier(), datamodule=dm, ckpt_path=checkpoint.last_model_path, verbose=False
+    )
+    folder = _root(tmp_path) / "test" / "attributions"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "epoch0001_step0000008.json",
+        "epoch0001_step0000008.png",
+        "epoch0001_step0000008.pt",
+    ]
+    (image,) = tb_events(tmp_path).Images(TAG.format(stage="test", key="attributions"))
+    assert image.step == 8
+    assert torch.load(folder / "epoch0001_step0000008.pt", weights_only=True)["epoch"] == 1
+
+
+@pytest.mark.filterwarnings("ignore:'pin_memory' argument")
+def test_mean_baseline_over_constant_data_is_fine(tmp_path, tb_events) -> None:
+    x = torch.full((32, 1, 8, 8), 0.5)
+    y = torch.arange(32) % 10
+    dm = pl.LightningDataModule.from_datasets(
+        train_dataset=TensorPairDataset(x, y), val_dataset=TensorPairDataset(x, y), batch_size=16
+    )
+    cb = AttributionLogger(
+        num_samples=4, stages=("fit",), every_n_epochs=1, baseline="mean", strict=True
+    )
+    trainer = make_trainer(tmp_path, callbacks=[cb], max_epochs=2)
+    # all-zero attributions have no ranking to compare: said once, not an error under strict
+    with pytest.warns(
+        UserWarning, match=r"epoch 1.*rank_agreement_with_previous skipped.*constant"
+    ):
+        trainer.fit(TinyClassifier(), datamodule=dm)
+    saved = torch.load(
+        next((_root(tmp_path) / "fit" / "attributions").glob("*.pt")), weights_only=True
+    )
+    assert torch.equal(saved["attributions"], torch.zeros(4, 1, 8, 8)) and saved["finite"]
+    gaps = tb_events(tmp_path).Scalars(TAG.format(stage="fit", key="completeness_gap"))
+    assert [g.value for g in gaps] == [0.0, 0.0]
+
+
+def test_shared_scale_is_stated_in_the_picture_and_the_record(tmp_path) -> None:
+    import json
+
+    cb = AttributionLogger(
+        "layer_grad_cam", layer="features.2", num_samples=4, stages=("validate",), scale="shared"
+    )
+    make_trainer(tmp_path, callbacks=[cb]).validate(TinyClassifier(), datamodule=tiny_digits())
+    folder = _root(tmp_path) / "validate" / "attributions"
+    record = json.loads(next(folder.glob("*.json")).read_text())
+    assert record["scale"] == "shared" and record["config"]["layer"] == "features.2"
+    saved = torch.load(next(folder.glob("*.pt")), weights_only=True)
+    assert saved["attributions"].shape == (4, 1, 4, 4)  # the pooled layer's 4x4 map
+    from lightning_xai.attribution import AttributionResult
+
+    # what the picture draws: the map bilinearly upsampled to the 8x8 input, not blocks
+    maps = AttributionResult(saved["attributions"], saved["inputs"], None, "x").heatmaps()
+    blocks = saved["attributions"][:, 0].repeat_interleave(2, 1).repeat_interleave(2, 2)
+    assert maps.shape == (4, 8, 8) and not torch.allclose(maps, blocks)
+    assert Image.open(next(folder.glob("*.png"))).size[0] <= 1000

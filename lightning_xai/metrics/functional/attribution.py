@@ -7,9 +7,10 @@ output (integrated gradients, DeepLift, Shapley values, ...):
 
     \text{gap} = \frac{\sum_n |\sum_i a_{ni} - (f(x_n) - f(\bar{x}_n))|}{\sum_n |f(x_n) - f(\bar{x}_n)|}.
 
-Rank correlation (drift) between the attributions of the same examples at two moments (e.g. two
-epochs): the Spearman correlation over features, per example (ties get average ranks), averaged
-over examples. 1 means the feature ranking did not change.
+Rank agreement between the attributions of the same examples at two moments (e.g. two epochs):
+the Spearman correlation over features, per example (ties get average ranks), averaged over
+examples. Higher is better: 1 means the feature ranking did not change (stable explanations), 0
+unrelated, -1 reversed. The AttributionLogger logs it as ``rank_agreement_with_previous``.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def attribution_rank_correlation(previous: AttributionsLike, current: Attributio
         current: ``(N, ...)`` attributions of the same examples now.
 
     Returns:
-        A scalar in [-1, 1]; NaN when every example has constant attributions.
+        A scalar in [-1, 1], higher meaning more stable rankings; NaN (undefined) when every
+        example has constant attributions, e.g. all zero, in either argument.
 
     Example:
         >>> a = torch.tensor([[0.1, 0.5, 0.2], [1.0, 2.0, 3.0]])
