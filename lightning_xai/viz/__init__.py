@@ -12,13 +12,16 @@ from lightning_xai.viz.tokens import token_image, token_markdown, token_strings
 
 __all__: list[str] = [
     "KINDS",
+    "SCALES",
     "annotate",
     "attribution_bar_chart",
     "attribution_grid",
+    "colour_limits",
     "example_grid",
     "example_kind",
     "influence_grid",
     "render_report",
+    "scale_description",
     "signal_chart",
     "sparkline_svg",
     "token_image",
