@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["NonFiniteWarning", "Reporter", "log_dir_of", "to_image_array"]
 
 _CLEANED: set[Path] = set()  # directories whose stale temporaries this process removed
-_WARNED: set[tuple[str, str]] = set()
+_WARNED: set[tuple[int, str, str]] = set()
 
 
 class NonFiniteWarning(UserWarning):
@@ -130,7 +130,9 @@ class Reporter:
     def skip_non_finite(self, tag: str, step: int, what: str) -> None:
         """Report a non-finite ``what`` under ``tag``: one warning per tag (naming the stage,
         epoch and quantity), or a ``ValueError`` when ``strict``."""
-        epoch = getattr(self.trainer, "current_epoch", "?")
+        epoch = (
+            self.epoch if self.epoch is not None else getattr(self.trainer, "current_epoch", "?")
+        )
         message = (
             f"{tag} at epoch {epoch}, step {int(step)}: {what} is not finite (NaN or inf); "
             "it was skipped, not logged. Non-finite explanations usually mean non-finite "
@@ -138,8 +140,9 @@ class Reporter:
         )
         if self.strict:
             raise ValueError(message + " (strict=True raises instead of skipping.)")
-        if (self.name, tag) not in _WARNED:
-            _WARNED.add((self.name, tag))
+        key = (id(self.trainer), self.name, tag)  # once per trainer, callback and tag
+        if key not in _WARNED:
+            _WARNED.add(key)
             warnings.warn(message, NonFiniteWarning, stacklevel=3)
 
     @property
