@@ -1,7 +1,7 @@
 """Callbacks that explain a model during fit, validate and test."""
 
 from lightning_xai.callbacks.attribution_logger import AttributionLogger
-from lightning_xai.callbacks.base import XAICallback
+from lightning_xai.callbacks.base import ScheduleCallback, XAICallback
 from lightning_xai.callbacks.example_importance import ExampleImportanceLogger
 from lightning_xai.callbacks.influence_logger import InfluenceLogger
 from lightning_xai.callbacks.intervention_logger import InterventionLogger
@@ -14,6 +14,7 @@ __all__ = [
     "InfluenceLogger",
     "InterventionLogger",
     "LogicRuleLogger",
+    "ScheduleCallback",
     "TracInCheckpoint",
     "XAICallback",
 ]
