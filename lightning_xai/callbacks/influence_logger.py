@@ -7,7 +7,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pytorch_lightning as pl
 import torch
@@ -18,9 +18,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 from typing_extensions import override
 
+from lightning_xai.callbacks._collective import agree, gather_objects
 from lightning_xai.callbacks.base import STAGES, Stage, TrainDataLike, XAICallback
 from lightning_xai.callbacks.tracin_checkpoint import TracInCheckpoint
-from lightning_xai.influence.checkpoints import CheckpointStore
+from lightning_xai.influence.checkpoints import CheckpointEntry, CheckpointStore, check_compatible
+from lightning_xai.influence.errors import CheckpointError, NonFiniteError
 from lightning_xai.influence.per_sample_grads import select_parameters
 from lightning_xai.influence.tracin import SelfInfluenceResult, TracIn
 from lightning_xai.utilities.batches import (
@@ -31,6 +33,7 @@ from lightning_xai.utilities.batches import (
 )
 from lightning_xai.utilities.gradients import grad_enabled
 from lightning_xai.utilities.modes import eval_mode
+from lightning_xai.utilities.report import Reporter
 from lightning_xai.utilities.validation import check_positive_int
 from lightning_xai.viz.examples import KINDS, Kind, Vocabulary, example_grid, influence_grid
 
@@ -72,7 +75,16 @@ class InfluenceLogger(XAICallback):
     Examples are drawn by kind: images (grey or colour, any size), 1-D signals, tabular rows,
     token ids (with ``vocabulary=``); the first explained input of each example is shown.
     Under DDP the training set is split across ranks and the scores gathered, so each rank
-    computes ``1/world_size`` of the gradients; every rank must run the callback.
+    computes ``1/world_size`` of the gradients; every rank must run the callback. Every rank
+    uses rank zero's list of checkpoints and first checks that it sees the same manifest and
+    the same files (name, size, content hash); a rank that cannot (no access to the store, a
+    stale manifest, a missing or changed file), or that fails while computing, makes every rank
+    stop with the same error instead of leaving the others waiting.
+
+    Non-finite values: when the scores cannot be computed because data, gradients or
+    checkpoint values are NaN or inf, the report of that moment is skipped with one warning
+    naming the stage, epoch and what was non-finite; ``strict=True`` raises instead (also for
+    non-finite values met while logging).
 
     Args:
         stages: any of ``("fit", "validate", "test")``.
@@ -98,6 +110,7 @@ class InfluenceLogger(XAICallback):
         kind: how examples are drawn: ``"auto"`` or one of ``"image"``, ``"signal"``,
             ``"tabular"``, ``"tokens"``.
         name: folder under ``<log_dir>/xai/`` and middle part of every tag.
+        strict: raise on non-finite scores or values instead of warning and skipping.
 
     Example:
         >>> cb = InfluenceLogger(num_samples=2, k=3)
@@ -125,6 +138,7 @@ class InfluenceLogger(XAICallback):
         vocabulary: Vocabulary = None,
         kind: Kind = "auto",
         name: str | None = None,
+        strict: bool = False,
     ) -> None:
         super().__init__(
             stages=stages,
@@ -135,6 +149,18 @@ class InfluenceLogger(XAICallback):
         )
         for option, value in (("k", k), ("top_n", top_n), ("batch_size", batch_size)):
             check_positive_int(option, value, error=MisconfigurationException)
+        for flag, value in (("normalize", normalize), ("strict", strict)):
+            if not isinstance(value, bool):
+                raise MisconfigurationException(f"`{flag}` must be True or False, got {value!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise MisconfigurationException(f"`seed` must be an int, got {seed!r}.")
+        if checkpoints is not None and (
+            not isinstance(checkpoints, (str, os.PathLike)) or not str(checkpoints).strip()
+        ):
+            raise MisconfigurationException(
+                f"`checkpoints` must be the directory of a checkpoint store (a path) or None, got "
+                f"{checkpoints!r}."
+            )
         if targets not in ("labels", "inputs"):
             raise MisconfigurationException(
                 f"`targets` must be 'labels' or 'inputs', got {targets!r}."
@@ -178,6 +204,18 @@ class InfluenceLogger(XAICallback):
         self.train_data = train_data
         self.vocabulary = vocabulary
         self.kind = kind
+        self.strict = strict
+        self._warned: set[str] = set()
+
+    @override
+    def reporter(self, trainer: pl.Trainer) -> Reporter:
+        return Reporter(
+            trainer,
+            self.name,
+            strict=self.strict,
+            on_scalars=self._remember,
+            epoch=self.epoch(trainer),
+        )
 
     # ------------------------------------------------------------------ checkpoints
     @staticmethod
@@ -186,7 +224,12 @@ class InfluenceLogger(XAICallback):
 
     def _store(self, trainer: pl.Trainer) -> CheckpointStore | None:
         if self.checkpoints is not None:
-            return CheckpointStore(self.checkpoints)
+            try:
+                return CheckpointStore(self.checkpoints)
+            except CheckpointError as err:
+                raise MisconfigurationException(
+                    f"{type(self).__name__}(checkpoints={str(self.checkpoints)!r}): {err}"
+                ) from err
         recorders = self._recorders(trainer)
         if recorders and recorders[0].dirpath is not None:
             return recorders[0].store
@@ -231,12 +274,33 @@ class InfluenceLogger(XAICallback):
                 "TracInCheckpoint during `fit` first, or point `checkpoints=` at a store that "
                 "has them."
             )
-        missing = [p for p in self._names(trainer.lightning_module) if p not in entries[-1].params]
+        module = trainer.lightning_module
+        missing = [p for p in self._names(module) if p not in entries[-1].params]
         if missing:
             raise MisconfigurationException(
                 f"{type(self).__name__}(parameters={self.parameters!r}): the checkpoints in "
                 f"{where} lack {missing[:4]}; they hold {list(entries[-1].params)[:4]}..."
             )
+        try:  # every file complete and unchanged, and the newest one fits this model
+            store.verify(entries)
+            tracked = self._names(module) or list(entries[-1].params)
+            latest = store.load(entries[-1])
+            check_compatible(
+                latest,
+                module,
+                tracked,
+                f"The checkpoint file {str(store.dirpath / entries[-1].file)!r} "
+                f"({entries[-1].describe()}) in {where}",
+            )
+            for entry in entries[:-1]:
+                if set(entry.params) != set(entries[-1].params):
+                    raise CheckpointError(
+                        f"{where}: the {entry.describe()} holds parameters {list(entry.params)[:4]} "
+                        f"but the newest holds {list(entries[-1].params)[:4]}; the store mixes "
+                        "runs. Record the checkpoints of one run in a fresh directory."
+                    )
+        except (CheckpointError, NonFiniteError) as err:
+            raise MisconfigurationException(f"{type(self).__name__}: {err}") from err
 
     def _names(self, pl_module: pl.LightningModule) -> list[str]:
         if self.parameters is None:
@@ -251,6 +315,17 @@ class InfluenceLogger(XAICallback):
     # ------------------------------------------------------------------ checks before work
     @override
     def check(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Every configuration check on every rank; one rank's failure stops every rank."""
+        problem = None
+        try:
+            self._check(trainer, pl_module, stage)
+        except MisconfigurationException as err:
+            problem = str(err)
+        except Exception as err:  # noqa: BLE001 - reported on every rank, not only this one
+            problem = f"{type(err).__name__}: {err}"
+        agree(trainer, problem, MisconfigurationException)
+
+    def _check(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._names(pl_module)
         self._check_store(trainer, stage)
         train = self.train_dataset(trainer)
@@ -310,6 +385,66 @@ class InfluenceLogger(XAICallback):
             ) from err
 
     # ------------------------------------------------------------------ running (all ranks)
+    def _plan(self, trainer: pl.Trainer) -> tuple[list[CheckpointEntry], list[Any], str | None]:
+        """Rank zero's view: the checkpoints to use, the skipped moments, or why there are none
+        to use (an error message)."""
+        try:
+            store = self._store(trainer)
+            if store is None:
+                return [], [], None
+            return store.entries, store.skipped, None
+        except (CheckpointError, MisconfigurationException, OSError) as err:
+            return [], [], str(err)
+
+    def _local_store(
+        self, trainer: pl.Trainer, plan: list[CheckpointEntry]
+    ) -> tuple[CheckpointStore | None, str | None]:
+        """This rank's store pinned to rank zero's ``plan``, after checking that this rank sees
+        the same manifest and the same files; or why it cannot proceed."""
+        try:
+            store = self._store(trainer)
+        except MisconfigurationException as err:
+            return None, str(err)
+        if store is None:
+            return (
+                None,
+                "this rank finds no checkpoint store (no TracInCheckpoint, no `checkpoints=`).",
+            )
+        where = f"the checkpoint store {str(store.dirpath)!r}"
+        if not store.dirpath.is_dir():
+            return None, (
+                f"this rank cannot see {where} (no such directory) while rank 0 lists "
+                f"{len(plan)} checkpoints; every rank needs the same store (a shared filesystem "
+                "or a copy at the same path)."
+            )
+        try:
+            own = store.entries
+        except CheckpointError as err:
+            return None, f"this rank cannot read {where}: {err}"
+        if [e.fingerprint() for e in own] != [e.fingerprint() for e in plan]:
+            mine = [e.file for e in own]
+            theirs = [e.file for e in plan]
+            return None, (
+                f"this rank's manifest of {where} lists {mine[:6]} ({len(mine)}) but rank 0's "
+                f"lists {theirs[:6]} ({len(theirs)}), or their sizes/hashes differ: a stale or "
+                "different copy of the store. Give every rank the same store (a shared "
+                "filesystem), or copy it again."
+            )
+        pinned = CheckpointStore(store.dirpath, entries=plan)
+        try:
+            pinned.verify()
+        except CheckpointError as err:
+            return None, f"on this rank, {err}"
+        return pinned, None
+
+    def _skip_warning(self, trainer: pl.Trainer, stage: str, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            rank_zero_warn(
+                f"{type(self).__name__} {self.name!r}: {stage} epoch {self.epoch(trainer)}: "
+                f"{message}"
+            )
+
     @override
     def run(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, split: str
@@ -318,44 +453,99 @@ class InfluenceLogger(XAICallback):
             for recorder in self._recorders(trainer):
                 recorder.record_due(trainer, pl_module)
         trainer.strategy.barrier("influence_logger")  # rank zero has finished writing checkpoints
-        store = self._store(trainer)
-        if store is None or len(store) == 0:
-            rank_zero_warn(
-                f"{type(self).__name__}: no TracIn checkpoints found ({store}); nothing to report."
+        # which checkpoints: rank zero's list, used by every rank
+        plan, skipped, problem = self._plan(trainer) if trainer.is_global_zero else ([], [], None)
+        plan, skipped, problem = trainer.strategy.broadcast((plan, skipped, problem), src=0)
+        agree(trainer, problem, MisconfigurationException, f"{type(self).__name__}: ")
+        if skipped:
+            self._skip_warning(
+                trainer,
+                stage,
+                "skipped",
+                f"the store lacks the checkpoints of epochs {[s.get('epoch') for s in skipped]} "
+                f"(not recorded: {skipped[0].get('reason')}); influence uses the other "
+                f"{len(plan)}.",
+            )
+        if not plan:  # the same decision on every rank
+            if self.strict:
+                raise NonFiniteError(
+                    f"{type(self).__name__}: {stage} epoch {self.epoch(trainer)}: no TracIn "
+                    "checkpoints to use (strict=True)."
+                )
+            self._skip_warning(
+                trainer, stage, "empty", "no TracIn checkpoints found; nothing to report."
             )
             return
+        store, problem = self._local_store(trainer, plan)
+        agree(trainer, problem, MisconfigurationException, f"{type(self).__name__}: ")
+        store = cast(CheckpointStore, store)  # agree() raised otherwise
+
         train = self.train_dataset(trainer)
         n = len(train)  # type: ignore[arg-type]
         world, rank = trainer.world_size, trainer.global_rank
         size = math.ceil(n / world)
         lo, hi = min(rank * size, n), min((rank + 1) * size, n)
-        if hasattr(train, "tensors"):
-            shard: Any = tuple(t[lo:hi] for t in train.tensors)
-        else:
-            shard = Subset(train, range(lo, hi))
-        options: dict[str, Any] = dict(
-            parameters=self.parameters
-            if self.parameters is not None
-            else list(store.entries[-1].params),
-            projection_dim=self.projection_dim,
-            batch_size=self.batch_size,
-            targets=self.targets,
-            seed=self.seed,
-            show_progress=trainer.is_global_zero and trainer.progress_bar_callback is not None,
-            device=pl_module.device,
-            adapter=self.adapter,
-        )
-        tracin = TracIn(pl_module, store, self.loss_fn, **options)
-        cosine = (
-            TracIn(pl_module, store, self.loss_fn, normalize=True, **options)
-            if self.normalize
-            else tracin
-        )
-        with eval_mode(pl_module), grad_enabled():
-            probes = self.probe_batch(trainer, pl_module, split)
-            m = len(self.adapter.split(probes, pl_module))
-            local_self = tracin.self_influence(shard).scores if hi > lo else torch.zeros(0)
-            local_inf = cosine.influence(probes, shard).scores if hi > lo else torch.zeros(m, 0)
+        outcome: tuple[str, str] | None = None
+        error: Exception | None = None
+        probes: Any = None
+        local_self = local_inf = torch.zeros(0)
+        try:
+            if hasattr(train, "tensors"):
+                shard: Any = tuple(t[lo:hi] for t in train.tensors)
+            else:
+                shard = Subset(train, range(lo, hi))
+            options: dict[str, Any] = dict(
+                parameters=self.parameters
+                if self.parameters is not None
+                else list(plan[-1].params),
+                projection_dim=self.projection_dim,
+                batch_size=self.batch_size,
+                targets=self.targets,
+                seed=self.seed,
+                show_progress=trainer.is_global_zero and trainer.progress_bar_callback is not None,
+                device=pl_module.device,
+                adapter=self.adapter,
+            )
+            tracin = TracIn(pl_module, store, self.loss_fn, **options)
+            cosine = (
+                TracIn(pl_module, store, self.loss_fn, normalize=True, **options)
+                if self.normalize
+                else tracin
+            )
+            with eval_mode(pl_module), grad_enabled():
+                probes = self.probe_batch(trainer, pl_module, split)
+                m = len(self.adapter.split(probes, pl_module))
+                local_self = tracin.self_influence(shard).scores if hi > lo else torch.zeros(0)
+                local_inf = cosine.influence(probes, shard).scores if hi > lo else torch.zeros(m, 0)
+        except NonFiniteError as err:
+            outcome, error = ("non-finite", str(err)), err
+        except Exception as err:  # noqa: BLE001 - reported on every rank, not only this one
+            outcome, error = ("error", f"{type(err).__name__}: {err}"), err
+        outcomes = gather_objects(trainer, outcome)
+        failed = [(r, o) for r, o in enumerate(outcomes) if o is not None]
+        if failed:
+            prefix = lambda r: f"rank {r}: " if len(outcomes) > 1 else ""  # noqa: E731
+            text = " | ".join(prefix(r) + o[1] for r, o in failed)
+            if any(o[0] == "error" for _, o in failed):
+                if len(outcomes) == 1 and error is not None:
+                    raise error  # one process: the error as it is
+                raise RuntimeError(
+                    f"{type(self).__name__} {self.name!r} failed computing influence at {stage} "
+                    f"epoch {self.epoch(trainer)}: {text}"
+                ) from error
+            if self.strict:
+                raise NonFiniteError(
+                    f"{type(self).__name__} {self.name!r}: {stage} epoch {self.epoch(trainer)}: "
+                    f"{text} (strict=True)"
+                ) from error
+            self._skip_warning(
+                trainer,
+                stage,
+                "non-finite",
+                f"influence scores were not computed, the report is skipped: {text} "
+                "(strict=True raises instead).",
+            )
+            return
         self_scores = self._gather(trainer, local_self[None], size, n)[0]
         influence = self._gather(trainer, local_inf, size, n)
         if trainer.is_global_zero:

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from lightning_xai.influence.errors import NonFiniteError
 from lightning_xai.utilities.batches import AdaptedBatch, BatchAdapter, check_labels
 from lightning_xai.utilities.gradients import grad_enabled, to_autograd
 from lightning_xai.utilities.modes import eval_mode
@@ -43,6 +44,7 @@ __all__ = [
     "LossFn",
     "ParameterSpec",
     "Targets",
+    "check_finite_rows",
     "eval_mode",
     "per_sample_grads",
     "select_parameters",
@@ -208,6 +210,48 @@ def _prepare(
     return prepared
 
 
+def _bad_rows(tensor: Any, n: int) -> Tensor | None:
+    """Rows (along the batch dimension) of a floating tensor that hold NaN or inf."""
+    if not isinstance(tensor, Tensor) or not (tensor.is_floating_point() or tensor.is_complex()):
+        return None
+    if tensor.dim() == 0 or tensor.shape[0] != n:
+        return None if bool(torch.isfinite(tensor).all()) else torch.arange(n)
+    finite = torch.isfinite(tensor.reshape(n, -1)).all(dim=1) if tensor.numel() else None
+    if finite is None or bool(finite.all()):
+        return None
+    return torch.nonzero(~finite).flatten().cpu()
+
+
+def check_finite_rows(adapted: AdaptedBatch, what: str = "batch", offset: int = 0) -> None:
+    """Raise :class:`~lightning_xai.influence.errors.NonFiniteError` naming ``what`` and the
+    first bad row (counted from ``offset``) when an explained input, another model argument or
+    the labels hold NaN or inf.
+
+    Example:
+        >>> from lightning_xai.utilities.batches import BatchAdapter
+        >>> x = torch.zeros(4, 2); x[2, 1] = float("nan")
+        >>> check_finite_rows(BatchAdapter().split((x, torch.zeros(4)), nn.Linear(2, 2)), "data")
+        Traceback (most recent call last):
+        ...
+        lightning_xai.influence.errors.NonFiniteError: `data` row 2 holds NaN or inf in explained input 0 (bad rows among rows 0-3: [2]); remove or repair those rows (e.g. torch.nan_to_num, or drop them from the dataset) before computing influence.
+    """
+    n = len(adapted)
+    groups = [
+        *((f"explained input {i}", t) for i, t in enumerate(adapted.inputs)),
+        *((f"model argument {i}", t) for i, t in enumerate(adapted.extras)),
+        ("labels", adapted.labels),
+    ]
+    for label, tensor in groups:
+        bad = _bad_rows(tensor, n)
+        if bad is not None:
+            rows = (bad + offset).tolist()
+            raise NonFiniteError(
+                f"`{what}` row {rows[0]} holds NaN or inf in {label} (bad rows among rows "
+                f"{offset}-{offset + n - 1}: {rows[:10]}); remove or repair those rows (e.g. "
+                "torch.nan_to_num, or drop them from the dataset) before computing influence."
+            )
+
+
 def _is_vmap_limit(err: Exception) -> bool:
     text = str(err)
     return "vmap" in text or "data-dependent" in text or "functorch" in text
@@ -336,11 +380,26 @@ def per_sample_grads(
     _check_targets(targets)
     names = select_parameters(model, parameters)
     adapted = _split(model, batch, adapter, targets)
+    if len(adapted) == 0:
+        raise ValueError("`batch` is empty (0 examples); pass at least one example.")
+    check_finite_rows(adapted, "batch")
     with eval_mode(model), grad_enabled():
         state = _values(model, values or {})
         prepared = _prepare(model, adapted, targets, state)
         grads = _vmap_grads(model, prepared, loss_fn, names, state)
-    return torch.cat([grads[n].reshape(len(prepared), -1) for n in names], dim=1)
+    out = torch.cat([grads[n].reshape(len(prepared), -1) for n in names], dim=1)
+    finite = torch.isfinite(out).all(dim=1)
+    if not bool(finite.all()):
+        rows = torch.nonzero(~finite).flatten().tolist()
+        source = (
+            "the given `values`" if values else f"the current weights of {type(model).__name__}"
+        )
+        raise NonFiniteError(
+            f"Per-sample gradients at {source} are NaN or inf for `batch` rows {rows[:10]} "
+            f"({len(rows)} of {len(finite)}): non-finite weights, or a loss that overflows "
+            "(e.g. log of 0). Check the weights and `loss_fn`."
+        )
+    return out
 
 
 # ------------------------------------------------------------------------ structured gradients
@@ -398,6 +457,16 @@ class _GradBlocks:
         for (_, a, d), (_, a2, d2) in zip(self.factored, other.factored):
             out = out + (a @ a2.T) * (d @ d2.T)
         return out
+
+    def finite_rows(self) -> Tensor:
+        """``(B,)`` whether every gradient value of each sample is finite."""
+        ok = torch.ones(len(self), dtype=torch.bool)
+        for _, t in self.parts:
+            ok &= torch.isfinite(t).reshape(len(t), -1).all(dim=1).cpu()
+        for _, a, d in self.factored:
+            ok &= torch.isfinite(a).reshape(len(a), -1).all(dim=1).cpu()
+            ok &= torch.isfinite(d).reshape(len(d), -1).all(dim=1).cpu()
+        return ok
 
     def flatten(self, names: Sequence[str]) -> Tensor:
         """Materialise ``(B, P)`` in the order of ``names``."""

@@ -25,7 +25,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
-from lightning_xai.influence.checkpoints import Checkpoint, CheckpointStore
+from lightning_xai.influence.checkpoints import (
+    Checkpoint,
+    CheckpointStore,
+    check_compatible,
+    load_checkpoint_file,
+)
+from lightning_xai.influence.errors import CheckpointError, NonFiniteError
 from lightning_xai.influence.per_sample_grads import (
     LossFn,
     ParameterSpec,
@@ -33,6 +39,7 @@ from lightning_xai.influence.per_sample_grads import (
     _check_targets,
     _grad_blocks,
     _GradBlocks,
+    check_finite_rows,
     per_sample_grads,
     select_parameters,
 )
@@ -124,6 +131,12 @@ def _num_examples(data: Data) -> int:
 
 
 def _check_data(data: Data, name: str) -> None:
+    _check_data_form(data, name)
+    if _num_examples(data) == 0:
+        raise ValueError(f"`{name}` is empty (0 examples); pass at least one example.")
+
+
+def _check_data_form(data: Data, name: str) -> None:
     if isinstance(data, DataLoader):
         if isinstance(data.sampler, RandomSampler):
             raise ValueError(
@@ -302,6 +315,19 @@ class TracIn:
         check_positive_int("batch_size", batch_size)
         check_positive_int("projection_dim", projection_dim, allow_none=True)
         _check_targets(targets)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"`seed` must be an int, got {seed!r}.")
+        for flag, value in (("normalize", normalize), ("show_progress", show_progress)):
+            if not isinstance(value, bool):
+                raise TypeError(f"`{flag}` must be True or False, got {value!r}.")
+        if device is not None:
+            try:
+                device = torch.device(device)
+            except (RuntimeError, TypeError) as err:
+                raise ValueError(
+                    f"`device` must be a torch device or its name ('cpu', 'cuda:0'), got "
+                    f"{device!r}."
+                ) from err
         if method not in ("auto", "vmap"):
             raise ValueError(f"`method` must be 'auto' or 'vmap', got {method!r}.")
         if adapter is not None and not isinstance(adapter, BatchAdapter):
@@ -326,6 +352,7 @@ class TracIn:
             device = tensors[0].device if tensors else "cpu"
         self.device = torch.device(device)
         self._sources = self._resolve_checkpoints(checkpoints)
+        self._current: Any = self._sources[0]
         self._projection: Tensor | None = None
         params = dict(model.named_parameters())
         self._sizes = [params[n].numel() for n in self.names]
@@ -339,13 +366,19 @@ class TracIn:
             where = f"store {checkpoints.dirpath}"
         elif isinstance(checkpoints, (str, os.PathLike, Checkpoint)):
             sources, where = [checkpoints], "`checkpoints`"
-        else:
+        elif isinstance(checkpoints, Sequence):
             sources, where = list(checkpoints), "`checkpoints`"
+        else:
+            raise TypeError(
+                "`checkpoints` must be a CheckpointStore, its directory, or a list of Checkpoint "
+                f"objects or .pt paths; got {type(checkpoints).__name__}."
+            )
         if not sources:
             raise ValueError(
                 f"No checkpoints in {where}: record some during training with "
                 "TracInCheckpoint or pass a list of Checkpoint objects."
             )
+        checked: list[Any] = []
         for source in sources:
             held = None
             if isinstance(source, tuple):
@@ -361,31 +394,46 @@ class TracIn:
                     f"{type(source).__name__}."
                 )
             if held is not None:
-                self._check_held(held, source)
+                self._check_held(held, self._describe(source, len(checked)))
+            checked.append(source)
         return sources
 
-    def _check_held(self, held: Sequence[str], source: Any) -> None:
+    def _check_held(self, held: Sequence[str], where: str) -> None:
         missing = [n for n in self.names if n not in held]
         if missing:
-            raise ValueError(
-                f"A checkpoint ({source!r:.120}) lacks the tracked parameters {missing}; it holds "
+            raise CheckpointError(
+                f"The {where} lacks the tracked parameters {missing}; it holds "
                 f"{list(held)[:8]}. Pass `parameters=` the names the checkpoints hold (e.g. "
                 "'last' when TracInCheckpoint tracked the last layer)."
             )
 
-    def _load(self, source: Any) -> Checkpoint:
-        if isinstance(source, Checkpoint):
-            return source
+    @staticmethod
+    def _describe(source: Any, index: int) -> str:
         if isinstance(source, tuple):
-            return source[0].load(source[1])
-        data = torch.load(source, map_location="cpu", weights_only=True)
-        ckpt = Checkpoint(params=data["params"], lr=data["lr"], buffers=data.get("buffers", {}))
-        self._check_held(tuple(ckpt.params), source)
+            store, entry = source
+            return f"checkpoint file {str(store.dirpath / entry.file)!r} ({entry.describe()})"
+        if isinstance(source, Checkpoint):
+            return f"checkpoint #{index} (epoch {source.epoch}, step {source.step})"
+        return f"checkpoint file {str(source)!r}"
+
+    def _load(self, source: Any) -> Checkpoint:
+        """Load ``source``, check that it is finite and fits the model (errors name it)."""
+        index = next((i for i, s in enumerate(self._sources) if s is source), -1)
+        where = self._describe(source, index)
+        if isinstance(source, Checkpoint):
+            ckpt = source
+            ckpt.check_finite(f"The {where}")
+        elif isinstance(source, tuple):
+            ckpt = source[0].load(source[1])
+        else:
+            ckpt = load_checkpoint_file(source)
+        check_compatible(ckpt, self.model, self.names, f"The {where}")
         return ckpt
 
     def _prepare(self, source: Any) -> tuple[dict[str, Tensor], float, dict[str, float] | None]:
         """Checkpoint values on the device, the checkpoint weight and per-parameter scales."""
         ckpt = self._load(source)
+        self._current = source
         values = {n: t.to(self.device) for n, t in {**ckpt.buffers, **ckpt.params}.items()}
         if not isinstance(ckpt.lr, dict):
             return values, float(ckpt.lr), None
@@ -403,7 +451,7 @@ class TracIn:
         fast = self.method == "auto" and self._fast_ok
         kwargs: dict[str, Any] = dict(targets=self.targets, values=values, adapter=self.adapter)
         blocks = _grad_blocks(self.model, batch, self.loss_fn, self.names, fast=fast, **kwargs)
-        if fast and not self._verified:
+        if fast and not self._verified and bool(blocks.finite_rows()[:2].all()):
             self._verified = True
             head = select_rows(batch, slice(0, 2))
             reference = per_sample_grads(self.model, head, self.loss_fn, self.names, **kwargs)
@@ -422,10 +470,28 @@ class TracIn:
                 )
         return blocks
 
+    def _check_rows(self, batch: Any, name: str, offset: int) -> None:
+        """NaN/inf in the data: an error naming ``name`` and the first bad row."""
+        check_finite_rows(self.adapter.split(batch, self.model), name, offset)
+
     def _grads(
-        self, batch: Any, values: dict[str, Tensor], columns: dict[str, float] | None
+        self,
+        batch: Any,
+        values: dict[str, Tensor],
+        columns: dict[str, float] | None,
+        name: str = "data",
+        offset: int = 0,
     ) -> _GradBlocks:
         blocks = self._blocks(batch, values)
+        finite = blocks.finite_rows()
+        if not bool(finite.all()):
+            rows = (torch.nonzero(~finite).flatten() + offset).tolist()
+            where = self._describe(self._current, self._sources.index(self._current))
+            raise NonFiniteError(
+                f"Per-sample gradients at the {where} are NaN or inf for `{name}` rows "
+                f"{rows[:10]} ({len(rows)} in this chunk): the loss overflows there (e.g. log "
+                "of 0, huge logits). Check `loss_fn` and those examples."
+            )
         if columns is not None:
             blocks = blocks.scale(columns=columns)
         if self.projection_dim is not None:
@@ -464,16 +530,19 @@ class TracIn:
         _check_data(data, "data")
         total: Tensor | None = None
         with self._bar(len(self._sources) * _num_examples(data), "TracIn self-influence") as bar:
-            for source in self._sources:
+            for c, source in enumerate(self._sources):
                 values, weight, scale = self._prepare(source)
-                parts = []
+                parts, offset = [], 0
                 for batch in _chunks(data, self.batch_size):
-                    grads = self._grads(batch, values, scale)
+                    if c == 0:
+                        self._check_rows(batch, "data", offset)
+                    grads = self._grads(batch, values, scale, "data", offset)
                     parts.append(grads.sq_norms().double() * weight)
+                    offset += len(grads)
                     bar.update(len(grads))
                 contribution = torch.cat(parts)
                 total = contribution if total is None else total + contribution
-        return SelfInfluenceResult(scores=cast(Tensor, total).float().cpu())
+        return SelfInfluenceResult(scores=self._finite(cast(Tensor, total), "self-influence"))
 
     def influence(self, test_data: Data, train_data: Data) -> InfluenceResult:
         r"""Influence :math:`\mathrm{TracIn}(z_j, z'_i)` of every training example on every test example.
@@ -490,20 +559,40 @@ class TracIn:
         size = _num_examples(test_data) + _num_examples(train_data)
         total: Tensor | None = None
         with self._bar(len(self._sources) * size, "TracIn influence") as bar:
-            for source in self._sources:
+            for c, source in enumerate(self._sources):
                 values, weight, scale = self._prepare(source)
-                test_grads = _cat_blocks(
-                    [self._grads(b, values, scale) for b in _chunks(test_data, self.batch_size)]
-                )
+                blocks, offset = [], 0
+                for b in _chunks(test_data, self.batch_size):
+                    if c == 0:
+                        self._check_rows(b, "test_data", offset)
+                    blocks.append(self._grads(b, values, scale, "test_data", offset))
+                    offset += len(blocks[-1])
+                test_grads = _cat_blocks(blocks)
                 bar.update(len(test_grads))
-                parts = []
+                parts, offset = [], 0
                 for batch in _chunks(train_data, self.batch_size):
-                    grads = self._grads(batch, values, scale)
+                    if c == 0:
+                        self._check_rows(batch, "train_data", offset)
+                    grads = self._grads(batch, values, scale, "train_data", offset)
                     parts.append(test_grads.dot(grads).double() * weight)
+                    offset += len(grads)
                     bar.update(len(grads))
                 contribution = torch.cat(parts, dim=1)
                 total = contribution if total is None else total + contribution
-        return InfluenceResult(scores=cast(Tensor, total).float().cpu())
+        return InfluenceResult(scores=self._finite(cast(Tensor, total), "influence"))
+
+    @staticmethod
+    def _finite(total: Tensor, what: str) -> Tensor:
+        """``total`` as float32 on the CPU; an error when a sum overflowed."""
+        scores = total.float().cpu()
+        if not bool(torch.isfinite(scores).all()):
+            bad = torch.nonzero(~torch.isfinite(scores))[:5].tolist()
+            raise NonFiniteError(
+                f"TracIn {what} scores overflowed to inf/NaN at {bad} (indices) although every "
+                "gradient is finite: gradients or learning rates are huge. Use "
+                "`projection_dim=`/`normalize=True`, or check the learning rates recorded."
+            )
+        return scores
 
     def top_k(
         self, test_data: Data, train_data: Data, k: int = 5, proponents: bool = True

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from lightning_xai.influence import Checkpoint, CheckpointStore
-from lightning_xai.influence.checkpoints import learning_rates
+from lightning_xai.influence.checkpoints import learning_rates, load_checkpoint_file
+from lightning_xai.influence.errors import CheckpointError
 from lightning_xai.utilities.io import atomic_save
 
 
@@ -102,8 +103,12 @@ def test_foreign_manifest_and_unsafe_pickle_rejected(tmp_path) -> None:
     store = CheckpointStore(other)
     path = store.save(Checkpoint.from_module(make_net(), 0.1, epoch=0, step=0))
     path.write_bytes(pickle.dumps({"params": {}, "lr": object()}))
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match="manifest recorded"):  # size/hash catch it first
         store[0]
+    # without a manifest entry to compare with, weights_only=True refuses the unsafe pickle
+    with pytest.raises(CheckpointError, match=f"{path.name}.*cannot be read") as info:
+        load_checkpoint_file(path)
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
 
 
 def test_learning_rates_per_group() -> None:
