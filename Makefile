@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 TORCH   = torch==2.13.0
 
-.PHONY: install demo test lint bench-deps bench clean
+.PHONY: install demo test test-slow lint bench-deps bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Long fault-injection tests (30 random SIGKILLs, more DDP disagreements); CI runs them too.
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
 
 lint: install
 	$(BIN)/ruff check lightning_xai tests benchmarks examples
