@@ -1,6 +1,6 @@
 """Concept models end to end on the bundled digits: train a concept embedding model with
-intervention curves logged, intervene by hand without a Trainer, and read logic rules from a
-concept bottleneck model's logic head.
+intervention curves logged, intervene by hand without a Trainer, and log the logic rules of a
+concept bottleneck model's logic head, scored on predicted and on true concepts.
 
     python examples/concepts.py [--epochs 20]
     tensorboard --logdir lightning_logs
@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from lightning_xai.callbacks import InterventionLogger
+from lightning_xai.callbacks import InterventionLogger, LogicRuleLogger
 from lightning_xai.concepts import intervene
 from lightning_xai.data import ConceptDigitsDataModule
 from lightning_xai.modules import ConceptBottleneckModel, ConceptEmbeddingModel
@@ -51,17 +51,26 @@ def main() -> None:
         f"task accuracy {before:.3f}; after correcting 3 concepts {(after == y).float().mean():.3f}"
     )
 
-    # 3. rules: a bottleneck model with a logic head on digit parity
+    # 3. rules: a bottleneck model with a logic head on digit parity over the 10 identity
+    # concepts; LogicRuleLogger reads one rule per class from the head, chooses it on the
+    # predicted concepts and scores it on the predicted and on the true validation concepts
     parity = ConceptDigitsDataModule(task="parity", concept_set="identity", batch_size=64)
     cbm = ConceptBottleneckModel(
         MLP(64, (128,), 64), parity.n_concepts, parity.n_classes, parity.concept_names,
-        parity.class_names, head="logic", hidden=(8,), training_mode="independent", lr=3e-3,
+        parity.class_names, head="logic", hidden=(8,), lr=3e-3,
     )  # fmt: skip
-    pl.Trainer(max_epochs=args.epochs, logger=False, enable_progress_bar=False).fit(cbm, parity)
-    tx, _, ty = parity.train_dataset.tensors
-    ex, _, ey = parity.test_dataset.tensors
-    for rule, known in zip(cbm.explain(tx, ty, eval_x=ex, eval_y=ey), parity.rules):
-        print(f"{rule.class_name}: {rule}  (accuracy {rule.accuracy:.3f}; known rule: {known})")
+    rules = LogicRuleLogger(stages=("fit",), every_n_epochs=None)  # after the last epoch
+    pl.Trainer(
+        max_epochs=args.epochs,
+        logger=TensorBoardLogger("lightning_logs", name="concepts_rules", default_hp_metric=False),
+        callbacks=[rules],
+        enable_progress_bar=False,
+    ).fit(cbm, parity)
+    for rule, on_truth, known in zip(rules.rules, rules.rules_on_true_concepts, parity.rules):
+        print(
+            f"{rule.class_name}: {rule}  (accuracy on predicted concepts {rule.accuracy:.3f}, "
+            f"on true concepts {on_truth.accuracy:.3f}; known rule: {known})"
+        )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ class ConceptEmbeddingModel(_ConceptModel):
         intervention_probability: RandInt probability of correcting a concept while training.
         head: ``"linear"`` or ``"mlp"``.
         training_mode: ``"joint"`` (the CEM paper's), ``"sequential"`` or ``"independent"``.
-        concept_loss_weight: weight of the concept loss.
+        concept_loss_weight: weight of the concept loss (as in ConceptBottleneckModel; 5 keeps
+            concept accuracy at 0.98-0.99 on the bundled digits, 1 at 0.97-0.98).
         in_features: width of the encoder's output, when it cannot be inferred.
         hidden: hidden widths of the ``"mlp"`` head.
         concept_epochs: epochs of the concept phase in ``"sequential"`` mode.
@@ -72,7 +73,7 @@ class ConceptEmbeddingModel(_ConceptModel):
         intervention_probability: float = 0.25,
         head: HeadKind = "linear",
         training_mode: TrainingMode = "joint",
-        concept_loss_weight: float = 1.0,
+        concept_loss_weight: float = 5.0,
         in_features: int | None = None,
         hidden: int | Sequence[int] = (16,),
         concept_epochs: int | None = None,

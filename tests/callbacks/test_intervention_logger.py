@@ -54,6 +54,11 @@ def test_curves_logged_in_fit_validate_and_test(tmp_path, tb_events) -> None:
         table = list(csv.DictReader(f))
     assert {r["strategy"] for r in table} == {"random", "uncertainty"} and len(table) == 6
     assert sorted((tmp_path / "run").rglob("xai/intervention_logger/test/curve/*.png"))
+    # the console line gives the headline figures, not every point of the curve
+    line = logger.summary_line(trainer, "test")
+    random = curves[0].accuracy
+    assert f"random order {random[0]:.4f} -> {random[-1]:.4f} (17 corrected)" in line
+    assert "corrected_04" not in line and "files in" in line
 
 
 def test_errors_before_the_first_step(tmp_path) -> None:

@@ -12,7 +12,6 @@ from lightning_xai.callbacks import LogicRuleLogger
 from lightning_xai.concepts import intervention_curves
 from lightning_xai.data import ConceptDigitsDataModule
 from lightning_xai.modules import ConceptBottleneckModel, ConceptEmbeddingModel
-from lightning_xai.utilities.batches import BatchAdapter
 from tests.helpers import make_trainer
 
 
@@ -151,7 +150,7 @@ def test_logic_head_rules_through_logic_rule_logger(tmp_path, tb_events) -> None
         max_epochs=1,
         limit_train_batches=1,
         limit_val_batches=None,
-        callbacks=[LogicRuleLogger(stages=("validate",), adapter=BatchAdapter(labels=2))],
+        callbacks=[LogicRuleLogger(stages=("validate",))],  # reads (x, concepts, y) itself
     )
     trainer.validate(model, dm, verbose=False)
     rules = trainer.callbacks[0].rules
