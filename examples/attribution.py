@@ -1,8 +1,10 @@
 """Attributions during training: a digits classifier and a label-free autoencoder.
 
 1. A DigitsCNN classifier is trained with two AttributionLoggers: integrated gradients every
-   epoch (image grid, completeness gap, drift) and Grad-CAM of the second convolution at the
-   end. TensorBoard shows them under IMAGES and SCALARS.
+   epoch (image grid, completeness gap, rank agreement with the previous epoch, and
+   explanation-quality curves: deletion/insertion AUC, faithfulness correlation, sparseness)
+   and Grad-CAM of the second convolution at the end (with its deletion AUC and the parameter
+   randomisation test as a picture). TensorBoard shows them under IMAGES, SCALARS and TEXT.
 2. After training, the same attributions are computed without a Trainer, and the completeness
    gap of integrated gradients is compared with DeepLift's on the same samples.
 3. An autoencoder is explained without labels (label-free GradientShap of its encoder).
@@ -41,13 +43,26 @@ def main() -> None:
     data = DigitsDataModule(batch_size=64)
     model = Classifier(DigitsCNN(10), lr=0.003)
     callbacks: list[pl.Callback] = [
-        AttributionLogger("integrated_gradients", num_samples=16, every_n_epochs=1),
-        AttributionLogger("layer_grad_cam", layer="features.2", name="grad_cam", every_n_epochs=10),
+        AttributionLogger(
+            "integrated_gradients",
+            num_samples=16,
+            every_n_epochs=1,
+            quality=["deletion_auc", "insertion_auc", "faithfulness_correlation", "sparseness"],
+        ),
+        AttributionLogger(
+            "layer_grad_cam",
+            layer="features.2",
+            name="grad_cam",
+            every_n_epochs=10,
+            quality=["deletion_auc", "randomisation"],
+        ),
     ]
     run = trainer("attribution_example", 10, callbacks)
     run.fit(model, datamodule=data)
     run.test(model, datamodule=data, verbose=False)
     print(f"logs and files: {run.logger.log_dir}/xai/")
+    # each callback printed its test line: which explanation is more faithful? (compare
+    # quality/deletion_auc_lower_is_better of attribution_logger and grad_cam)
 
     # the same, in a notebook: no Trainer needed
     x, y = data.test_dataset.x[:64], data.test_dataset.y[:64]
