@@ -24,7 +24,9 @@ from lightning_xai.callbacks.tracin_checkpoint import TracInCheckpoint
 from lightning_xai.influence.checkpoints import CheckpointEntry, CheckpointStore, check_compatible
 from lightning_xai.influence.errors import CheckpointError, NonFiniteError
 from lightning_xai.influence.per_sample_grads import select_parameters
+from lightning_xai.influence.projection import GradientFeatures
 from lightning_xai.influence.tracin import SelfInfluenceResult, TracIn
+from lightning_xai.influence.trak import TRAK
 from lightning_xai.utilities.batches import (
     AdaptedBatch,
     BatchAdapter,
@@ -98,8 +100,15 @@ class InfluenceLogger(XAICallback):
             default cross-entropy with ``reduction="none"``.
         targets: ``"labels"`` or ``"inputs"`` (label-free), see :class:`~lightning_xai.influence.TracIn`.
         parameters: parameters to use; default: those the checkpoints hold.
-        projection_dim: optional random projection of the gradients.
-        normalize: cosine variant for the probe influence (self-influence is never normalised).
+        projection_dim: optional random projection of the gradients (``method="trak"``:
+            default 512).
+        normalize: cosine variant for the probe influence (self-influence is never normalised;
+            TracIn only).
+        method: ``"tracin"`` (default): :class:`~lightning_xai.influence.TracIn`;
+            ``"trak"``: the TRAK-style estimator :class:`~lightning_xai.influence.TRAK`
+            (damping chosen from the training features; self-influence is its leverage
+            score). Under DDP each rank featurises its shard of the training set and the
+            features are gathered, so the kernel is the single-process one.
         batch_size: gradient chunk size.
         seed: seed of the probe samples and of the projection.
         adapter: how batches are read and the model called
@@ -132,6 +141,7 @@ class InfluenceLogger(XAICallback):
         projection_dim: int | None = None,
         normalize: bool = False,
         batch_size: int = 256,
+        method: Literal["tracin", "trak"] = "tracin",
         seed: int = 0,
         adapter: BatchAdapter | None = None,
         train_data: TrainDataLike = None,
@@ -160,6 +170,13 @@ class InfluenceLogger(XAICallback):
             raise MisconfigurationException(
                 f"`checkpoints` must be the directory of a checkpoint store (a path) or None, got "
                 f"{checkpoints!r}."
+            )
+        if method not in ("tracin", "trak"):
+            raise MisconfigurationException(f"`method` must be 'tracin' or 'trak', got {method!r}.")
+        if method == "trak" and targets != "labels":
+            raise MisconfigurationException(
+                f"`method='trak'` uses class margins and needs targets='labels', got "
+                f"targets={targets!r}; use method='tracin' for label-free influence."
             )
         if targets not in ("labels", "inputs"):
             raise MisconfigurationException(
@@ -199,6 +216,7 @@ class InfluenceLogger(XAICallback):
         self.parameters = parameters
         self.projection_dim = projection_dim
         self.normalize = normalize
+        self.method = method
         self.batch_size = batch_size
         self.adapter = adapter if adapter is not None else BatchAdapter()
         self.train_data = train_data
@@ -506,17 +524,26 @@ class InfluenceLogger(XAICallback):
                 device=pl_module.device,
                 adapter=self.adapter,
             )
-            tracin = TracIn(pl_module, store, self.loss_fn, **options)
-            cosine = (
-                TracIn(pl_module, store, self.loss_fn, normalize=True, **options)
-                if self.normalize
-                else tracin
-            )
-            with eval_mode(pl_module), grad_enabled():
-                probes = self.probe_batch(trainer, pl_module, split)
-                m = len(self.adapter.split(probes, pl_module))
-                local_self = tracin.self_influence(shard).scores if hi > lo else torch.zeros(0)
-                local_inf = cosine.influence(probes, shard).scores if hi > lo else torch.zeros(m, 0)
+            if self.method == "trak":
+                options["projection_dim"] = self.projection_dim or 512
+                with eval_mode(pl_module), grad_enabled():
+                    probes = self.probe_batch(trainer, pl_module, split)
+                    trak = TRAK(pl_module, store, self.loss_fn, **options)
+                    trak_local = trak.features(shard) if hi > lo else None
+            else:
+                tracin = TracIn(pl_module, store, self.loss_fn, **options)
+                cosine = (
+                    TracIn(pl_module, store, self.loss_fn, normalize=True, **options)
+                    if self.normalize
+                    else tracin
+                )
+                with eval_mode(pl_module), grad_enabled():
+                    probes = self.probe_batch(trainer, pl_module, split)
+                    m = len(self.adapter.split(probes, pl_module))
+                    local_self = tracin.self_influence(shard).scores if hi > lo else torch.zeros(0)
+                    local_inf = (
+                        cosine.influence(probes, shard).scores if hi > lo else torch.zeros(m, 0)
+                    )
         except NonFiniteError as err:
             outcome, error = ("non-finite", str(err)), err
         except Exception as err:  # noqa: BLE001 - reported on every rank, not only this one
@@ -546,8 +573,13 @@ class InfluenceLogger(XAICallback):
                 "(strict=True raises instead).",
             )
             return
-        self_scores = self._gather(trainer, local_self[None], size, n)[0]
-        influence = self._gather(trainer, local_inf, size, n)
+        if self.method == "trak":
+            self_scores, influence = self._trak_scores(
+                trainer, pl_module, trak, trak_local, probes, size, n
+            )
+        else:
+            self_scores = self._gather(trainer, local_self[None], size, n)[0]
+            influence = self._gather(trainer, local_inf, size, n)
         if trainer.is_global_zero:
             with eval_mode(pl_module):
                 self._report(
@@ -560,6 +592,38 @@ class InfluenceLogger(XAICallback):
                     SelfInfluenceResult(self_scores),
                     influence,
                 )
+
+    def _trak_scores(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        trak: TRAK,
+        local: GradientFeatures | None,
+        probes: Any,
+        size: int,
+        n: int,
+    ) -> tuple[Tensor, Tensor]:
+        """Each rank featurises its shard; the features are gathered, so every rank holds the
+        training features of the whole set (as one process would) and scores the probes."""
+        k = cast(int, trak.projection_dim)
+        c = len(trak._sources)
+        with eval_mode(pl_module), grad_enabled():
+            blocks = []
+            for i in range(c):
+                feats = local.features[i] if local else torch.zeros(0, k)
+                loss = local.extras["loss"][i] if local else torch.zeros(0)
+                both = torch.cat([feats, loss[:, None]], dim=1).T.to(pl_module.device)
+                blocks.append(self._gather(trainer, both, size, n))
+            full = GradientFeatures(
+                [b[:k].T.contiguous().float() for b in blocks],
+                [1.0 / c] * c,
+                [trak._source_key(s) for s in trak._sources],
+                {**trak._feature_config(), "data": f"gathered {n}"},
+                {"loss": [b[k].float() for b in blocks]},
+            )
+            self_scores = trak.self_influence(full).scores
+            influence = trak.influence(probes, full).scores
+        return self_scores, influence
 
     @staticmethod
     def _gather(trainer: pl.Trainer, local: Tensor, size: int, n: int) -> Tensor:

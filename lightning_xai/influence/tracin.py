@@ -12,6 +12,7 @@ is where mislabeled examples end up.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import warnings
@@ -42,6 +43,12 @@ from lightning_xai.influence.per_sample_grads import (
     check_finite_rows,
     per_sample_grads,
     select_parameters,
+)
+from lightning_xai.influence.projection import (
+    GradientFeatures,
+    GradientSketch,
+    gaussian_matrix,
+    tensor_digest,
 )
 from lightning_xai.utilities.batches import BatchAdapter, batch_size, select_rows
 from lightning_xai.utilities.validation import check_positive_int
@@ -121,6 +128,8 @@ class TopKResult:
 
 # ---------------------------------------------------------------------------- data handling
 def _num_examples(data: Data) -> int:
+    if isinstance(data, GradientFeatures):
+        return len(data)
     if isinstance(data, DataLoader):
         return len(data.sampler) if data.batch_size is not None else len(data)  # type: ignore[arg-type]
     if isinstance(data, (Tensor, Mapping)):
@@ -130,6 +139,27 @@ def _num_examples(data: Data) -> int:
     return len(data)  # type: ignore[arg-type]
 
 
+def _leaves(batch: Any) -> Iterator[Tensor]:
+    if isinstance(batch, Tensor):
+        yield batch
+    elif isinstance(batch, Mapping):
+        for key in sorted(batch):
+            yield from _leaves(batch[key])
+    elif isinstance(batch, (tuple, list)):
+        for item in batch:
+            yield from _leaves(item)
+
+
+def _fingerprint(data: Data, size: int) -> str:
+    """The number of examples and a hash of the first chunk: which data features belong to."""
+    h = hashlib.sha256(str(_num_examples(data)).encode())
+    for tensor in _leaves(next(iter(_chunks(data, size)))):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def _check_data(data: Data, name: str) -> None:
     _check_data_form(data, name)
     if _num_examples(data) == 0:
@@ -137,6 +167,8 @@ def _check_data(data: Data, name: str) -> None:
 
 
 def _check_data_form(data: Data, name: str) -> None:
+    if isinstance(data, GradientFeatures):
+        return
     if isinstance(data, DataLoader):
         if isinstance(data.sampler, RandomSampler):
             raise ValueError(
@@ -168,6 +200,13 @@ def _check_data_form(data: Data, name: str) -> None:
             f"`{name}` must be a Dataset, a DataLoader, a tensor, a tuple or a dict of tensors; "
             f"got {type(data).__name__}."
         )
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists)."""
+    import json
+
+    return json.loads(json.dumps(value, default=str))
 
 
 def _rows(batch: Any, size: int) -> Iterator[Any]:
@@ -247,9 +286,14 @@ class TracIn:
             see ``targets``.
         parameters: the parameters :math:`\theta` whose gradients count: ``None`` (all that
             require grad), ``"all"``, ``"last"`` (the last layer) or names/glob patterns.
-        projection_dim: if set, gradients are multiplied by a seeded Gaussian matrix
-            ``(P, projection_dim)`` scaled by ``1/sqrt(projection_dim)`` (an unbiased estimate
-            of the dot products, with less memory for wide models).
+        projection_dim: if set, gradients are projected to ``projection_dim`` features with a
+            seeded random projection (an unbiased estimate of the dot products), see
+            ``projection``.
+        projection: ``"sketch"`` (default): a structured count sketch
+            (:class:`~lightning_xai.influence.GradientSketch`): one scatter-add per gradient,
+            ``Linear`` gradients sketched in factored form, no ``P x projection_dim`` matrix;
+            ``"gaussian"``: a dense seeded Gaussian matrix ``(P, projection_dim)`` scaled by
+            ``1/sqrt(projection_dim)`` (kept for comparison; slow and large for wide models).
         normalize: cosine variant: each checkpoint's gradients are scaled to unit norm, so
             ``sum_c eta_c cos(g_c(z), g_c(z'))`` is returned (not for self-influence).
         batch_size: examples per vectorised gradient chunk.
@@ -305,6 +349,7 @@ class TracIn:
         device: torch.device | str | None = None,
         method: Literal["auto", "vmap"] = "auto",
         adapter: BatchAdapter | None = None,
+        projection: Literal["sketch", "gaussian"] = "sketch",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}.")
@@ -328,6 +373,8 @@ class TracIn:
                     f"`device` must be a torch device or its name ('cpu', 'cuda:0'), got "
                     f"{device!r}."
                 ) from err
+        if projection not in ("sketch", "gaussian"):
+            raise ValueError(f"`projection` must be 'sketch' or 'gaussian', got {projection!r}.")
         if method not in ("auto", "vmap"):
             raise ValueError(f"`method` must be 'auto' or 'vmap', got {method!r}.")
         if adapter is not None and not isinstance(adapter, BatchAdapter):
@@ -354,8 +401,15 @@ class TracIn:
         self._sources = self._resolve_checkpoints(checkpoints)
         self._current: Any = self._sources[0]
         self._projection: Tensor | None = None
+        self.projection = projection
+        self._sketch = (
+            GradientSketch(projection_dim, seed, self.device)
+            if projection_dim is not None and projection == "sketch"
+            else None
+        )
         params = dict(model.named_parameters())
         self._sizes = [params[n].numel() for n in self.names]
+        self._shapes = {n: tuple(params[n].shape) for n in self.names}
 
     # ------------------------------------------------------------------ checkpoints
     def _resolve_checkpoints(self, checkpoints: Checkpoints) -> list[Any]:
@@ -494,13 +548,13 @@ class TracIn:
             )
         if columns is not None:
             blocks = blocks.scale(columns=columns)
-        if self.projection_dim is not None:
+        if self._sketch is not None:
+            blocks = _GradBlocks([("projection", self._sketch(blocks, self._shapes))], [])
+        elif self.projection_dim is not None:
             dense = blocks.flatten(self.names)
             if self._projection is None:
-                g = torch.Generator().manual_seed(self.seed)
-                matrix = torch.randn(dense.shape[1], self.projection_dim, generator=g)
-                self._projection = (matrix / math.sqrt(self.projection_dim)).to(
-                    self.device, dense.dtype
+                self._projection = gaussian_matrix(
+                    dense.shape[1], self.projection_dim, self.seed, self.device, dense.dtype
                 )
             blocks = _GradBlocks([("projection", dense @ self._projection)], [])
         if self.normalize:
@@ -511,6 +565,137 @@ class TracIn:
         return tqdm(
             total=total, desc=desc, unit="sample", disable=not self.show_progress, leave=False
         )
+
+    # ------------------------------------------------------------------ stored features
+    def _source_key(self, source: Any) -> str:
+        """The content hash (SHA-256) of a checkpoint, as its store's manifest records it."""
+        if isinstance(source, tuple):
+            store, entry = source
+            if entry.sha256:
+                return str(entry.sha256)
+            return hashlib.sha256((store.dirpath / entry.file).read_bytes()).hexdigest()
+        if isinstance(source, Checkpoint):
+            return tensor_digest({**source.buffers, **source.params})
+        return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+
+    def _feature_config(self) -> dict[str, Any]:
+        return {
+            "method": type(self).__name__,
+            "projection": self.projection if self.projection_dim is not None else None,
+            "projection_dim": self.projection_dim,
+            "seed": self.seed,
+            "parameters": list(self.names),
+            "targets": self.targets,
+            "normalize": self.normalize,
+        }
+
+    def _chunk_features(
+        self,
+        batch: Any,
+        values: dict[str, Tensor],
+        scale: dict[str, float] | None,
+        name: str,
+        offset: int,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(B, d)`` features of one chunk (projected gradients) and per-sample extras."""
+        grads = self._grads(batch, values, scale, name, offset)
+        dense = grads.dense() if self.projection_dim is not None else grads.flatten(self.names)
+        return dense, {}
+
+    def _features_at(
+        self,
+        data: Data,
+        values: dict[str, Tensor],
+        scale: dict[str, float] | None,
+        name: str,
+        check: bool,
+        bar: tqdm | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        parts: list[Tensor] = []
+        extras: dict[str, list[Tensor]] = {}
+        offset = 0
+        for batch in _chunks(data, self.batch_size):
+            if check:
+                self._check_rows(batch, name, offset)
+            feats, more = self._chunk_features(batch, values, scale, name, offset)
+            parts.append(feats.float())
+            for key, value in more.items():
+                extras.setdefault(key, []).append(value)
+            offset += len(feats)
+            if bar is not None:
+                bar.update(len(feats))
+        return torch.cat(parts), {k: torch.cat(v) for k, v in extras.items()}
+
+    def features(self, data: Data, store: str | os.PathLike | None = None) -> GradientFeatures:
+        """Per-sample gradient features of ``data`` at every checkpoint, computed once.
+
+        Pass the result as ``train_data`` to :meth:`influence`, :meth:`top_k` or
+        :meth:`self_influence`: a query then costs its own gradients and one matrix product
+        per checkpoint. With ``projection_dim`` the features are ``(N, projection_dim)`` per
+        checkpoint; without, the full ``(N, P)`` gradients (small models or ``parameters=``).
+
+        Args:
+            data: the examples (usually the training set).
+            store: a directory: features computed before for the same checkpoints (by content
+                hash), configuration and data (size and first chunk) are read back
+                memory-mapped; otherwise they are computed and written there.
+
+        Returns:
+            :class:`~lightning_xai.influence.GradientFeatures`.
+
+        Example:
+            >>> import torch, torch.nn.functional as F
+            >>> from torch import nn
+            >>> net = nn.Linear(4, 3)
+            >>> loss = lambda out, y: F.cross_entropy(out, y, reduction="none")
+            >>> tracin = TracIn(net, [Checkpoint.from_module(net, lr=0.1)], loss,
+            ...                 projection_dim=8, show_progress=False)
+            >>> x, y = torch.randn(10, 4), torch.randint(0, 3, (10,))
+            >>> train = tracin.features((x, y))
+            >>> (len(train), train.dim)
+            (10, 8)
+            >>> tracin.top_k((x[:2], y[:2]), train, k=3).indices.shape
+            torch.Size([2, 3])
+        """
+        _check_data(data, "data")
+        keys = [self._source_key(s) for s in self._sources]
+        config = {**self._feature_config(), "data": _fingerprint(data, self.batch_size)}
+        if store is not None:
+            found = GradientFeatures.find(store, config, keys)
+            if found is not None:
+                return GradientFeatures.load(found)
+        features: list[Tensor] = []
+        weights: list[float] = []
+        extras: dict[str, list[Tensor]] = {}
+        total = len(self._sources) * _num_examples(data)
+        with self._bar(total, f"{type(self).__name__} features") as bar:
+            for c, source in enumerate(self._sources):
+                values, weight, scale = self._prepare(source)
+                feats, more = self._features_at(data, values, scale, "data", c == 0, bar)
+                features.append(feats.cpu())
+                weights.append(weight)
+                for key, value in more.items():
+                    extras.setdefault(key, []).append(value.cpu())
+        result = GradientFeatures(features, weights, keys, config, extras)
+        if store is not None:
+            result.save(store)
+        return result
+
+    def _check_features(self, feats: GradientFeatures, name: str) -> None:
+        keys = [self._source_key(s) for s in self._sources]
+        config = {k: v for k, v in feats.config.items() if k != "data"}
+        if config != json_safe(self._feature_config()):
+            raise ValueError(
+                f"`{name}` holds features computed with {config}, but this "
+                f"{type(self).__name__} uses {self._feature_config()}; compute them with this "
+                "object's `features()`."
+            )
+        if feats.checkpoints != keys:
+            raise CheckpointError(
+                f"`{name}` holds features of other checkpoints (content hashes "
+                f"{[k[:12] for k in feats.checkpoints]} vs {[k[:12] for k in keys]}); recompute "
+                "them with `features()` after the checkpoints changed."
+            )
 
     # ------------------------------------------------------------------ public API
     def self_influence(self, data: Data) -> SelfInfluenceResult:
@@ -529,6 +714,12 @@ class TracIn:
             )
         _check_data(data, "data")
         total: Tensor | None = None
+        if isinstance(data, GradientFeatures):
+            self._check_features(data, "data")
+            for feats, weight in zip(data.features, data.weights):
+                part = torch.linalg.vecdot(feats, feats).double() * weight
+                total = part if total is None else total + part
+            return SelfInfluenceResult(self._finite(cast(Tensor, total), "self-influence"))
         with self._bar(len(self._sources) * _num_examples(data), "TracIn self-influence") as bar:
             for c, source in enumerate(self._sources):
                 values, weight, scale = self._prepare(source)
@@ -549,13 +740,16 @@ class TracIn:
 
         Args:
             test_data: the ``M`` examples to explain.
-            train_data: the ``N`` training examples.
+            train_data: the ``N`` training examples, or their stored
+                :class:`~lightning_xai.influence.GradientFeatures` (see :meth:`features`).
 
         Returns:
             :class:`InfluenceResult` with ``scores`` of shape ``(M, N)``.
         """
         _check_data(test_data, "test_data")
         _check_data(train_data, "train_data")
+        if isinstance(train_data, GradientFeatures):
+            return self._influence_from(test_data, train_data)
         size = _num_examples(test_data) + _num_examples(train_data)
         total: Tensor | None = None
         with self._bar(len(self._sources) * size, "TracIn influence") as bar:
@@ -579,6 +773,17 @@ class TracIn:
                     bar.update(len(grads))
                 contribution = torch.cat(parts, dim=1)
                 total = contribution if total is None else total + contribution
+        return InfluenceResult(scores=self._finite(cast(Tensor, total), "influence"))
+
+    def _influence_from(self, test_data: Data, train: GradientFeatures) -> InfluenceResult:
+        self._check_features(train, "train_data")
+        total: Tensor | None = None
+        for c, source in enumerate(self._sources):
+            values, _, scale = self._prepare(source)
+            test, _ = self._features_at(test_data, values, scale, "test_data", c == 0)
+            stored = train.features[c].to(self.device)
+            part = (test.to(stored.dtype) @ stored.T).double() * train.weights[c]
+            total = part if total is None else total + part
         return InfluenceResult(scores=self._finite(cast(Tensor, total), "influence"))
 
     @staticmethod

@@ -183,3 +183,35 @@ def test_ddp_sharded_influence_equals_single_process(tmp_path) -> None:
     direct = tracin.influence((dm.val_dataset.x[probes], dm.val_dataset.y[probes]), train).scores
     torch.testing.assert_close(saved["influence"], direct, rtol=1e-5, atol=1e-7)
     assert len(read_csv(next(root.glob("ranking_step*.csv")))) == len(train)
+
+
+def test_trak_method_logs_the_estimators_scores(tmp_path, tb_events) -> None:
+    from lightning_xai.influence import TRAK
+
+    dm = tiny_digits(flip_fraction=0.1)
+    recorder = TracInCheckpoint()
+    logger_cb = InfluenceLogger(num_samples=2, k=2, top_n=4, method="trak", projection_dim=64)
+    module = TinyClassifier(lr=0.03)
+    trainer = make_trainer(
+        tmp_path, callbacks=[recorder, logger_cb], max_epochs=2, limit_train_batches=3
+    )
+    trainer.fit(module, datamodule=dm)
+    train = dm.train_dataset
+    trak = TRAK(module, recorder.store, ce, projection_dim=64, show_progress=False)
+    expected = trak.self_influence(train).scores
+    root = tmp_path / "run" / "version_0" / "xai" / "influence_logger"
+    rows = read_csv(next((root / "fit").glob("ranking_step*.csv")))
+    scores = torch.tensor([float(r["self_influence"]) for r in rows])
+    torch.testing.assert_close(
+        scores, expected[[int(r["index"]) for r in rows]], rtol=1e-4, atol=1e-6
+    )
+    assert (scores > 0).all() and (scores < 1).all()
+    tags = tb_events(tmp_path / "run").tags()
+    assert any("influence_logger/self_influence" in t for t in tags["histograms"])
+
+
+def test_trak_method_refuses_label_free() -> None:
+    with pytest.raises(MisconfigurationException, match="targets='labels'"):
+        InfluenceLogger(method="trak", targets="inputs")
+    with pytest.raises(MisconfigurationException, match="`method`"):
+        InfluenceLogger(method="influence")
