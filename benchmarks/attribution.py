@@ -154,9 +154,9 @@ class TimedAttributionLogger(AttributionLogger):
         super().__init__()
         self.cpu_seconds = 0.0
 
-    def _run(self, *args: Any, **kwargs: Any) -> None:
+    def run(self, *args: Any, **kwargs: Any) -> None:
         start = time.process_time()
-        super()._run(*args, **kwargs)
+        super().run(*args, **kwargs)
         self.cpu_seconds += time.process_time() - start
 
 

@@ -1,9 +1,12 @@
 """Report builders: heatmap grids, token and signal pictures, example grids, the run report."""
 
 from lightning_xai.viz.attribution import (
+    SCALES,
     annotate,
     attribution_bar_chart,
     attribution_grid,
+    colour_limits,
+    scale_description,
     signal_chart,
 )
 from lightning_xai.viz.examples import KINDS, example_grid, example_kind, influence_grid
