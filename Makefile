@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 TORCH   = torch==2.13.0
 
-.PHONY: install demo test test-slow lint bench-deps bench clean
+.PHONY: install demo test test-slow gpu-check lint bench-deps bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: install
 # Long fault-injection tests (30 random SIGKILLs, more DDP disagreements); CI runs them too.
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
+
+# On a machine with a CUDA device: the GPU-marked tests, then the data-attribution benchmark at
+# N = 50,000 with absolute times.
+gpu-check: install
+	$(BIN)/python -m pytest -q -m gpu tests
+	nice $(BIN)/python benchmarks/data_attribution.py --part scale --sizes 50000 --device cuda
 
 lint: install
 	$(BIN)/ruff check lightning_xai tests benchmarks examples
