@@ -29,7 +29,7 @@ from lightning_xai.attribution.baselines import BaselineLike
 from lightning_xai.attribution.config import NoiseTunnelType, TargetLike
 from lightning_xai.attribution.methods import MethodLike
 from lightning_xai.attribution.result import input_kind
-from lightning_xai.callbacks.base import STAGES, Stage, TrainDataLike, XAICallback
+from lightning_xai.callbacks.base import STAGES, Stage, TrainDataLike, XAICallback, check_adapter
 from lightning_xai.metrics.functional import (
     RandomisationResult,
     complexity,
@@ -330,6 +330,7 @@ class AttributionLogger(XAICallback):
             seed=seed,
             name=name,
             verbose=verbose,
+            strict=strict,
         )
         if scale not in SCALES:
             raise MisconfigurationException(
@@ -337,8 +338,6 @@ class AttributionLogger(XAICallback):
                 "colour range) or 'shared' (one range for every example)."
             )
         for arg, flag in (
-            ("strict", strict),
-            ("verbose", verbose),
             ("infidelity", infidelity),
             ("sensitivity", sensitivity),
             ("save_attributions", save_attributions),
@@ -384,11 +383,7 @@ class AttributionLogger(XAICallback):
             check_positive_int(arg, value, error=MisconfigurationException)
         if adapter is None:
             adapter = BatchAdapter()
-        if not isinstance(adapter, BatchAdapter):
-            raise MisconfigurationException(
-                f"`adapter` must be a BatchAdapter, got {type(adapter).__name__}; e.g. "
-                "adapter=BatchAdapter(inputs='input_ids', labels='labels')."
-            )
+        check_adapter(adapter, "BatchAdapter(inputs='input_ids', labels='labels')")
         if feature_names is not None and (
             isinstance(feature_names, str) or not all(isinstance(f, str) for f in feature_names)
         ):
@@ -427,7 +422,6 @@ class AttributionLogger(XAICallback):
         self.save_attributions = save_attributions
         self.train_data = train_data
         self.scale = scale
-        self.strict = strict
         self._flagged: set[tuple[str, str]] = set()
         self.attributor: Attributor | None = None
         self._module_id: int | None = None
@@ -499,17 +493,6 @@ class AttributionLogger(XAICallback):
                 f"{type(self).__name__}(name={self.name!r}) cannot compute `quality={list(names)}` "
                 f"on its probe samples: {err}"
             ) from err
-
-    @override
-    def reporter(self, trainer: pl.Trainer) -> Reporter:
-        """The base class's reporter, raising on non-finite values with ``strict=True``."""
-        return Reporter(
-            trainer,
-            self.name,
-            strict=self.strict,
-            on_scalars=self._remember,
-            epoch=self.epoch(trainer),
-        )
 
     def _flag(
         self, stage: str, epoch: int, step: int, quantity: str, detail: str, strict: bool = True

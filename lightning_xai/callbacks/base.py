@@ -34,7 +34,14 @@ from lightning_xai.utilities.report import Reporter, log_dir_of
 from lightning_xai.utilities.run_report import write_run_report
 from lightning_xai.utilities.validation import check_positive_int
 
-__all__ = ["STAGES", "ScheduleCallback", "TrainDataLike", "XAICallback"]
+__all__ = [
+    "STAGES",
+    "ScheduleCallback",
+    "TrainDataLike",
+    "XAICallback",
+    "check_adapter",
+    "check_train_data",
+]
 
 Stage = Literal["fit", "validate", "test"]
 Split = Literal["train", "val", "test"]
@@ -99,6 +106,25 @@ def _last_fit(trainer: pl.Trainer, split: str) -> Any:
     return entry[1].get(split) if entry is not None and entry[0]() is trainer else None
 
 
+def check_adapter(adapter: object, example: str = "BatchAdapter(inputs=0, labels=1)") -> None:
+    """Reject an ``adapter=`` that is neither ``None`` nor a :class:`BatchAdapter`."""
+    from lightning_xai.utilities.batches import BatchAdapter
+
+    if adapter is not None and not isinstance(adapter, BatchAdapter):
+        raise MisconfigurationException(
+            f"`adapter` must be a BatchAdapter or None, got {type(adapter).__name__}; e.g. "
+            f"adapter={example}."
+        )
+
+
+def check_train_data(train_data: object) -> None:
+    """Reject a ``train_data=`` that is neither ``None``, a Dataset nor a DataLoader."""
+    if train_data is not None and not isinstance(train_data, (Dataset, DataLoader)):
+        raise MisconfigurationException(
+            f"`train_data` must be a Dataset or a DataLoader, got {type(train_data).__name__}."
+        )
+
+
 class ScheduleCallback(Callback):
     """The schedule layer: when a lightning-xai callback runs, under which name, with which data.
 
@@ -113,6 +139,8 @@ class ScheduleCallback(Callback):
             snake_case class name. Two callbacks on one trainer need different names.
         verbose: print one line at the end of each stage with the headline figures and where
             the files are.
+        strict: raise a ``ValueError`` on a non-finite value instead of warning once and
+            skipping it.
 
     Subclasses implement :meth:`run` (and, for configuration errors knowable before training,
     :meth:`check`).
@@ -124,6 +152,7 @@ class ScheduleCallback(Callback):
         every_n_epochs: int | None = 1,
         name: str | None = None,
         verbose: bool = True,
+        strict: bool = False,
     ) -> None:
         super().__init__()
         if name is not None and (not isinstance(name, str) or not name.strip() or "/" in name):
@@ -143,8 +172,12 @@ class ScheduleCallback(Callback):
             "every_n_epochs", every_n_epochs, allow_none=True, error=MisconfigurationException
         )
         self.stages = tuple(stages)
+        for flag, value in (("verbose", verbose), ("strict", strict)):
+            if not isinstance(value, bool):
+                raise MisconfigurationException(f"`{flag}` must be True or False, got {value!r}.")
         self.every_n_epochs = every_n_epochs
         self.verbose = verbose
+        self.strict = strict
         self._name = name or _snake_case(type(self).__name__)
         self._headline: dict[str, float] = {}
         self._restored: tuple[int, int] | None = None  # (epoch, global step) of an evaluated ckpt
@@ -182,7 +215,13 @@ class ScheduleCallback(Callback):
 
     def reporter(self, trainer: pl.Trainer) -> Reporter:
         """A :class:`~lightning_xai.utilities.Reporter` writing under ``xai/<name>/``."""
-        return Reporter(trainer, self.name, on_scalars=self._remember, epoch=self.epoch(trainer))
+        return Reporter(
+            trainer,
+            self.name,
+            strict=self.strict,
+            on_scalars=self._remember,
+            epoch=self.epoch(trainer),
+        )
 
     def _remember(self, values: Mapping[str, float], step: int) -> None:
         self._headline.update(values)
@@ -474,8 +513,11 @@ class XAICallback(ScheduleCallback):
         seed: int = 0,
         name: str | None = None,
         verbose: bool = True,
+        strict: bool = False,
     ) -> None:
-        super().__init__(stages=stages, every_n_epochs=every_n_epochs, name=name, verbose=verbose)
+        super().__init__(
+            stages=stages, every_n_epochs=every_n_epochs, name=name, verbose=verbose, strict=strict
+        )
         check_positive_int("num_samples", num_samples, error=MisconfigurationException)
         self.num_samples = num_samples
         self.seed = seed

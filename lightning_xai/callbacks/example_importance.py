@@ -10,12 +10,18 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from lightning_xai.attribution.attributor import Attributor
 from lightning_xai.attribution.config import AttributionConfig
-from lightning_xai.callbacks.base import STAGES, Stage, TrainDataLike, XAICallback
+from lightning_xai.callbacks.base import (
+    STAGES,
+    Stage,
+    TrainDataLike,
+    XAICallback,
+    check_adapter,
+    check_train_data,
+)
 from lightning_xai.callbacks.tracin_checkpoint import TracInCheckpoint
 from lightning_xai.influence.checkpoints import Checkpoint, CheckpointStore, learning_rates
 from lightning_xai.influence.latent import (
@@ -157,6 +163,8 @@ class ExampleImportanceLogger(XAICallback):
         adapter: BatchAdapter | None = None,
         train_data: TrainDataLike = None,
         encoder: EncoderLike = None,
+        verbose: bool = True,
+        strict: bool = False,
     ) -> None:
         super().__init__(
             stages=stages,
@@ -164,6 +172,8 @@ class ExampleImportanceLogger(XAICallback):
             num_samples=num_samples,
             seed=seed,
             name=name,
+            verbose=verbose,
+            strict=strict,
         )
         if method not in _METHODS:
             raise MisconfigurationException(f"`method` must be one of {_METHODS}, got {method!r}.")
@@ -177,15 +187,8 @@ class ExampleImportanceLogger(XAICallback):
                 f"`checkpoints` is only used by method='tracin', got method={method!r}; drop "
                 "`checkpoints`."
             )
-        if adapter is not None and not isinstance(adapter, BatchAdapter):
-            raise MisconfigurationException(
-                f"`adapter` must be a BatchAdapter, got {type(adapter).__name__}; e.g. "
-                "adapter=BatchAdapter(inputs='pixel_values')."
-            )
-        if train_data is not None and not isinstance(train_data, (Dataset, DataLoader)):
-            raise MisconfigurationException(
-                f"`train_data` must be a Dataset or a DataLoader, got {type(train_data).__name__}."
-            )
+        check_adapter(adapter, "BatchAdapter(inputs='pixel_values')")
+        check_train_data(train_data)
         if encoder is not None and not (isinstance(encoder, str) or callable(encoder)):
             raise MisconfigurationException(
                 f"`encoder` must be a module, a callable, a method name or a submodule path, got "

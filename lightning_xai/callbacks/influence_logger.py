@@ -15,11 +15,18 @@ import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_warn
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 from typing_extensions import override
 
 from lightning_xai.callbacks._collective import agree, gather_objects
-from lightning_xai.callbacks.base import STAGES, Stage, TrainDataLike, XAICallback
+from lightning_xai.callbacks.base import (
+    STAGES,
+    Stage,
+    TrainDataLike,
+    XAICallback,
+    check_adapter,
+    check_train_data,
+)
 from lightning_xai.callbacks.tracin_checkpoint import TracInCheckpoint
 from lightning_xai.influence.checkpoints import CheckpointEntry, CheckpointStore, check_compatible
 from lightning_xai.influence.errors import CheckpointError, NonFiniteError
@@ -35,7 +42,6 @@ from lightning_xai.utilities.batches import (
 )
 from lightning_xai.utilities.gradients import grad_enabled
 from lightning_xai.utilities.modes import eval_mode
-from lightning_xai.utilities.report import Reporter
 from lightning_xai.utilities.validation import check_positive_int
 from lightning_xai.viz.examples import KINDS, Kind, Vocabulary, example_grid, influence_grid
 
@@ -149,6 +155,7 @@ class InfluenceLogger(XAICallback):
         kind: Kind = "auto",
         name: str | None = None,
         strict: bool = False,
+        verbose: bool = True,
     ) -> None:
         super().__init__(
             stages=stages,
@@ -156,12 +163,15 @@ class InfluenceLogger(XAICallback):
             num_samples=num_samples,
             seed=seed,
             name=name,
+            verbose=verbose,
+            strict=strict,
         )
         for option, value in (("k", k), ("top_n", top_n), ("batch_size", batch_size)):
             check_positive_int(option, value, error=MisconfigurationException)
-        for flag, value in (("normalize", normalize), ("strict", strict)):
-            if not isinstance(value, bool):
-                raise MisconfigurationException(f"`{flag}` must be True or False, got {value!r}.")
+        if not isinstance(normalize, bool):
+            raise MisconfigurationException(
+                f"`normalize` must be True or False, got {normalize!r}."
+            )
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise MisconfigurationException(f"`seed` must be an int, got {seed!r}.")
         if checkpoints is not None and (
@@ -191,14 +201,8 @@ class InfluenceLogger(XAICallback):
         check_positive_int(
             "projection_dim", projection_dim, allow_none=True, error=MisconfigurationException
         )
-        if adapter is not None and not isinstance(adapter, BatchAdapter):
-            raise MisconfigurationException(
-                f"`adapter` must be a BatchAdapter or None, got {type(adapter).__name__}."
-            )
-        if train_data is not None and not isinstance(train_data, (Dataset, DataLoader)):
-            raise MisconfigurationException(
-                f"`train_data` must be a Dataset or a DataLoader, got {type(train_data).__name__}."
-            )
+        check_adapter(adapter)
+        check_train_data(train_data)
         if kind != "auto" and kind not in KINDS:
             raise MisconfigurationException(
                 f"`kind` must be 'auto' or one of {KINDS}, got {kind!r}."
@@ -222,18 +226,7 @@ class InfluenceLogger(XAICallback):
         self.train_data = train_data
         self.vocabulary = vocabulary
         self.kind = kind
-        self.strict = strict
         self._warned: set[str] = set()
-
-    @override
-    def reporter(self, trainer: pl.Trainer) -> Reporter:
-        return Reporter(
-            trainer,
-            self.name,
-            strict=self.strict,
-            on_scalars=self._remember,
-            epoch=self.epoch(trainer),
-        )
 
     # ------------------------------------------------------------------ checkpoints
     @staticmethod

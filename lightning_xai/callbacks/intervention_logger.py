@@ -12,7 +12,7 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_xai.callbacks.base import Stage, XAICallback
+from lightning_xai.callbacks.base import Stage, XAICallback, check_adapter
 from lightning_xai.concepts.intervention import (
     STRATEGIES,
     InterventionCurve,
@@ -154,10 +154,7 @@ class InterventionLogger(XAICallback):
             raise MisconfigurationException(
                 f"`counts` must be None (every count 0..k) or non-negative ints, got {counts!r}."
             )
-        if adapter is not None and not isinstance(adapter, BatchAdapter):
-            raise MisconfigurationException(
-                f"`adapter` must be a BatchAdapter, got {type(adapter).__name__}."
-            )
+        check_adapter(adapter, "BatchAdapter(inputs=0, labels=2)")
         self.strategies = tuple(dict.fromkeys(strategies))
         self.counts = None if counts is None else sorted(set(counts))
         self.adapter = adapter

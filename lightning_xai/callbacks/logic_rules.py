@@ -18,6 +18,8 @@ from lightning_xai.callbacks.base import (
     Stage,
     TrainDataLike,
     _collate_fn,
+    check_adapter,
+    check_train_data,
 )
 from lightning_xai.logic.extraction import ExtractionOptions
 from lightning_xai.logic.rule import Rule, rules_to_markdown
@@ -95,8 +97,9 @@ class LogicRuleLogger(ScheduleCallback):
         adapter: BatchAdapter | None = None,
         train_data: TrainDataLike = None,
         name: str | None = None,
+        verbose: bool = True,
     ) -> None:
-        super().__init__(stages=stages, every_n_epochs=every_n_epochs, name=name)
+        super().__init__(stages=stages, every_n_epochs=every_n_epochs, name=name, verbose=verbose)
         if isinstance(fit_splits, str):
             fit_splits = (fit_splits,)
         if not fit_splits or any(split not in ("train", "val") for split in fit_splits):
@@ -112,15 +115,8 @@ class LogicRuleLogger(ScheduleCallback):
             raise MisconfigurationException(
                 f"`batch_size` must be a positive int, got {batch_size!r}."
             )
-        if adapter is not None and not isinstance(adapter, BatchAdapter):
-            raise MisconfigurationException(
-                f"`adapter` must be a BatchAdapter, got {type(adapter).__name__}; e.g. "
-                "adapter=BatchAdapter(inputs='concepts', labels='labels')."
-            )
-        if train_data is not None and not isinstance(train_data, (Dataset, DataLoader)):
-            raise MisconfigurationException(
-                f"`train_data` must be a Dataset or a DataLoader, got {type(train_data).__name__}."
-            )
+        check_adapter(adapter, "BatchAdapter(inputs='concepts', labels='labels')")
+        check_train_data(train_data)
         self.fit_splits = tuple(dict.fromkeys(fit_splits))
         self.options = options
         self.batch_size = batch_size

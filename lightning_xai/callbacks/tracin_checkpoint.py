@@ -79,7 +79,10 @@ class TracInCheckpoint(ScheduleCallback):
         strict: bool = False,
     ) -> None:
         super().__init__(
-            stages=("fit",), every_n_epochs=every_n_epochs, name=name or "tracin_checkpoint"
+            stages=("fit",),
+            every_n_epochs=every_n_epochs,
+            name=name or "tracin_checkpoint",
+            strict=strict,
         )
         if parameters is not None and not (
             isinstance(parameters, str)
@@ -95,12 +98,12 @@ class TracInCheckpoint(ScheduleCallback):
             raise MisconfigurationException(
                 f"`dirpath` must be a directory path or None, got {dirpath!r}."
             )
-        for flag, value in (("overwrite", overwrite), ("strict", strict)):
-            if not isinstance(value, bool):
-                raise MisconfigurationException(f"`{flag}` must be True or False, got {value!r}.")
+        if not isinstance(overwrite, bool):
+            raise MisconfigurationException(
+                f"`overwrite` must be True or False, got {overwrite!r}."
+            )
         self.parameters = parameters
         self.overwrite = overwrite
-        self.strict = strict
         self._folder = "tracin" if name is None else name
         self._user_dirpath = dirpath is not None
         self.dirpath: Path | None = Path(dirpath) if dirpath is not None else None
