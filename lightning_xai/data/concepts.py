@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from lightning_xai.data.datasets import TensorPairDataset
-from lightning_xai.data.digits import flip_labels, split_indices
+from lightning_xai.data.digits import check_fraction, check_num_workers, flip_labels, split_indices
 from lightning_xai.logic.rule import Rule, parse_rule
 
 __all__ = ["DNFDataModule", "TrigonometryDataModule", "XORDataModule", "random_dnf"]
@@ -46,11 +46,8 @@ class _ConceptDataModule(pl.LightningDataModule):
         super().__init__()
         _positive_int("n_samples", n_samples, smallest=10)
         _positive_int("batch_size", batch_size)
-        if not 0.0 <= label_noise <= 0.5:
-            raise ValueError(
-                f"`label_noise` must be in [0, 0.5] (the share of training labels flipped), got "
-                f"{label_noise!r}."
-            )
+        check_num_workers(num_workers)
+        check_fraction("label_noise", label_noise, high=0.5)
         split_indices(10, val_fraction, test_fraction, seed)  # validate the fractions early
         self.n_samples = n_samples
         self.label_noise = label_noise
@@ -348,7 +345,10 @@ class DNFDataModule(_ConceptDataModule):
         if rules is not None:
             if isinstance(rules, str) or not rules:
                 raise ValueError(f"`rules` must be a non-empty list of formulas, got {rules!r}.")
-            exprs = [parse_rule(text, self.concept_names) for text in rules]
+            try:
+                exprs = [parse_rule(text, self.concept_names) for text in rules]
+            except ValueError as err:
+                raise ValueError(f"`rules`: {err}") from None
         else:
             _positive_int("n_classes", n_classes)
             g = torch.Generator().manual_seed(seed)

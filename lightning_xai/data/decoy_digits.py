@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from lightning_xai.data.datasets import TensorPairDataset
 from lightning_xai.data.digits import DigitsDataModule, load_digits_tensors, split_indices
+from lightning_xai.utilities.tensor_checks import check_finite_rows
 from lightning_xai.utilities.validation import check_positive_int
 
 __all__ = ["DecoyDigitsDataModule", "add_decoy"]
@@ -47,7 +48,22 @@ def add_decoy(
         >>> int(mask.sum())
         4
     """
+    check_positive_int("patch_size", patch_size)
     h, w = images.shape[-2:]
+    if patch_size > min(h, w):
+        raise ValueError(
+            f"`patch_size`={patch_size} does not fit in images of {h}x{w}; use a patch of at "
+            f"most {min(h, w)} pixels."
+        )
+    intensity = torch.as_tensor(intensity)
+    check_finite_rows("intensity", intensity.reshape(-1))
+    corner = torch.as_tensor(corner)
+    if corner.numel() and (int(corner.min()) < 0 or int(corner.max()) > 3):
+        bad = int(corner.min()) if int(corner.min()) < 0 else int(corner.max())
+        raise ValueError(
+            f"`corner` must hold corner indices in [0, 3] (top-left, top-right, bottom-left, "
+            f"bottom-right), got {bad}."
+        )
     origins = [(0, 0), (0, w - patch_size), (h - patch_size, 0), (h - patch_size, w - patch_size)]
     mask = torch.zeros(images.shape, dtype=torch.bool)
     for index, (top, left) in enumerate(origins):

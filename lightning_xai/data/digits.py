@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from lightning_xai.data.datasets import TensorPairDataset
-from lightning_xai.utilities.validation import check_positive_int
+from lightning_xai.utilities.tensor_checks import check_class_indices
+from lightning_xai.utilities.validation import check_finite, check_positive_int
 
 __all__ = ["DigitsDataModule", "flip_labels", "load_digits_tensors", "split_indices"]
 
@@ -31,9 +32,12 @@ def split_indices(
         >>> [len(s) for s in split_indices(10, 0.2, 0.3, seed=0)]
         [5, 2, 3]
     """
+    check_positive_int("n", n)
+    check_seed(seed)
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= value < 1.0:
-            raise ValueError(f"`{name}` must be in [0, 1), got {value!r}.")
+        check_finite(name, value, minimum=0.0)
+        if not value < 1.0:
+            raise ValueError(f"`{name}` must be a share in [0, 1), got {value!r}.")
     if val_fraction + test_fraction >= 1.0:
         raise ValueError(
             f"`val_fraction` + `test_fraction` must be < 1, got {val_fraction} + {test_fraction}; "
@@ -57,8 +61,13 @@ def flip_labels(
         >>> int(flipped.sum()), bool((noisy[flipped] != 0).all())
         (3, True)
     """
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"`flip_fraction` must be in [0, 1], got {fraction!r}.")
+    check_fraction("flip_fraction", fraction)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(
+            f"`num_classes` must be an integer >= 2 (a label flips to another class), got "
+            f"{num_classes!r}."
+        )
+    check_class_indices("y", y, num_classes)
     g = torch.Generator().manual_seed(seed + 1)
     n_flip = round(len(y) * fraction)
     flipped = torch.zeros(len(y), dtype=torch.bool)
@@ -66,6 +75,35 @@ def flip_labels(
     offset = torch.randint(1, num_classes, (len(y),), generator=g)
     noisy = torch.where(flipped, (y + offset) % num_classes, y)
     return noisy, flipped
+
+
+def check_fraction(name: str, value: object, high: float = 1.0) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite share in [0, ``high``].
+
+    Example:
+        >>> check_fraction("flip_fraction", float("nan"))
+        Traceback (most recent call last):
+        ...
+        ValueError: `flip_fraction` must be a finite number >= 0.0, got nan.
+    """
+    check_finite(name, value, minimum=0.0)
+    if not value <= high:  # type: ignore[operator]
+        raise ValueError(f"`{name}` must be a share in [0, {high:g}], got {value!r}.")
+
+
+def check_seed(seed: object) -> None:
+    """Raise ``TypeError`` unless ``seed`` is an integer (not a bool)."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"`seed` must be an integer, got {seed!r}.")
+
+
+def check_num_workers(num_workers: object) -> None:
+    """Raise ``ValueError`` unless ``num_workers`` is an integer >= 0."""
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(
+            f"`num_workers` must be an integer >= 0 (0 loads in the main process), got "
+            f"{num_workers!r}."
+        )
 
 
 class DigitsDataModule(pl.LightningDataModule):
@@ -106,8 +144,8 @@ class DigitsDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         check_positive_int("batch_size", batch_size)
-        if not 0.0 <= flip_fraction <= 1.0:
-            raise ValueError(f"`flip_fraction` must be in [0, 1], got {flip_fraction!r}.")
+        check_num_workers(num_workers)
+        check_fraction("flip_fraction", flip_fraction)
         split_indices(10, val_fraction, test_fraction, seed)  # validate the fractions early
         self.save_hyperparameters()
         self.batch_size = batch_size

@@ -236,6 +236,11 @@ class KeywordSentencesDataModule(pl.LightningDataModule):
             ("num_test", num_test),
         ):
             check_positive_int(name, value)
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(
+                f"`num_workers` must be an integer >= 0 (0 loads in the main process), got "
+                f"{num_workers!r}."
+            )
         if test_split not in get_args(TestSplit):
             raise ValueError(
                 f"`test_split` must be one of {list(get_args(TestSplit))}, got {test_split!r}."

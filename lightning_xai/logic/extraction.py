@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -12,9 +13,17 @@ from sympy.logic.boolalg import Boolean
 from torch import Tensor, nn
 
 from lightning_xai.logic.relevance import concept_relevance
-from lightning_xai.logic.rule import Rule
+from lightning_xai.logic.rule import Rule, check_concepts
 from lightning_xai.logic.simplify import simplify_rule_expr
 from lightning_xai.utilities.modes import eval_mode
+from lightning_xai.utilities.tensor_checks import (
+    check_binary_targets,
+    check_class_indices,
+    check_finite_rows,
+    check_not_empty,
+    check_tensor,
+    check_threshold,
+)
 
 __all__ = ["ExtractionOptions", "class_membership", "explain_class", "extract_rules"]
 
@@ -24,8 +33,14 @@ _TASKS = ("multiclass", "multilabel")
 _MAX_CONCEPTS = 30
 
 
-def class_membership(values: Tensor, task: Task, n_classes: int, logits: bool = False) -> Tensor:
+def class_membership(
+    values: Tensor, task: Task, n_classes: int, logits: bool = False, *, name: str = "values"
+) -> Tensor:
     """Boolean ``(N, n_classes)`` membership matrix from targets or model outputs.
+
+    Targets are checked first: class indices must lie in ``[0, n_classes)``, multilabel targets
+    in [0, 1], and nothing may be NaN or inf (a label outside the classes would otherwise belong
+    to no class and make every rule look right).
 
     Args:
         values: ``multiclass``: class indices ``(N,)`` (or, with ``logits=True``, scores
@@ -34,6 +49,7 @@ def class_membership(values: Tensor, task: Task, n_classes: int, logits: bool = 
         task: ``"multiclass"`` or ``"multilabel"``.
         n_classes: number of classes.
         logits: whether ``values`` are model outputs rather than targets.
+        name: the argument named in error messages.
 
     Example:
         >>> import torch
@@ -42,26 +58,35 @@ def class_membership(values: Tensor, task: Task, n_classes: int, logits: bool = 
                 [ True, False]])
     """
     _check_task(task)
+    values = check_tensor(name, values)
     if task == "multiclass":
         if logits:
             if values.dim() != 2 or values.shape[1] != n_classes:
                 raise ValueError(
-                    f"Multiclass scores must have shape (N, {n_classes}), got {tuple(values.shape)}."
+                    f"Multiclass scores `{name}` must have shape (N, {n_classes}), got "
+                    f"{tuple(values.shape)}."
                 )
+            check_finite_rows(name, values)
             values = values.argmax(dim=1)
         if values.dim() != 1 or values.is_floating_point():
             raise ValueError(
-                "Multiclass targets must be integer class indices of shape (N,), got "
-                f"{values.dtype} of shape {tuple(values.shape)}."
+                f"Multiclass targets `{name}` must be integer class indices of shape (N,), got "
+                f"{values.dtype} of shape {tuple(values.shape)}; convert them with "
+                f"`{name}.long()`."
             )
+        check_class_indices(name, values, n_classes)
         return values.unsqueeze(1) == torch.arange(n_classes, device=values.device)
     if values.dim() != 2 or values.shape[1] != n_classes:
         raise ValueError(
-            f"Multilabel targets/outputs must have shape (N, {n_classes}), got "
+            f"Multilabel targets/outputs `{name}` must have shape (N, {n_classes}), got "
             f"{tuple(values.shape)}."
         )
     if values.dtype == torch.bool:
         return values
+    if logits:
+        check_finite_rows(name, values)
+    else:
+        check_binary_targets(name, values)
     return values > (0.0 if logits else 0.5)
 
 
@@ -76,7 +101,9 @@ class ExtractionOptions:
 
     Args:
         relevance_threshold: normalised relevance above which a concept starts in the mask.
-        concept_threshold: truth threshold for concepts that are not Boolean.
+        concept_threshold: truth threshold for concepts that are not Boolean, in [0, 1):
+            concepts in [0, 1] are true above it. Stored on every extracted
+            :class:`~lightning_xai.logic.Rule` (its ``threshold``).
         max_concepts: most concepts one rule may use (the mask never grows past it).
         min_concept_gain: the mask grows by a concept only if it lowers the within-term Gini
             impurity by more than this, and a larger mask is kept only if its rule gets this
@@ -101,16 +128,21 @@ class ExtractionOptions:
     simplify_timeout: float | None = 1.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.relevance_threshold < 1.0:
+        if isinstance(self.relevance_threshold, bool) or not 0.0 <= self.relevance_threshold < 1.0:
             raise ValueError(
                 f"`relevance_threshold` must be in [0, 1), got {self.relevance_threshold!r}; "
                 "concepts whose normalised relevance exceeds it start in the mask (0.5 is a "
                 "good default)."
             )
-        if not isinstance(self.concept_threshold, (int, float)):
+        if isinstance(self.concept_threshold, bool) or not isinstance(
+            self.concept_threshold, (int, float)
+        ):
             raise TypeError(
                 f"`concept_threshold` must be a number, got {self.concept_threshold!r}."
             )
+        check_threshold("concept_threshold", self.concept_threshold)
+        if not isinstance(self.simplify, bool):
+            raise TypeError(f"`simplify` must be True or False, got {self.simplify!r}.")
         for name in ("max_concepts", "simplify_max_symbols"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -123,9 +155,16 @@ class ExtractionOptions:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"`{name}` must be a share of rows in [0, 1), got {value!r}.")
-        if self.simplify_timeout is not None and not self.simplify_timeout > 0:
+        timeout = self.simplify_timeout
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not math.isfinite(timeout)
+            or not timeout > 0
+        ):
             raise ValueError(
-                f"`simplify_timeout` must be positive or None, got {self.simplify_timeout!r}."
+                f"`simplify_timeout` must be a finite positive number of seconds or None (no "
+                f"limit), got {timeout!r}."
             )
 
 
@@ -280,14 +319,26 @@ def explain_class(
         ('(c0 ∧ ¬c1) ∨ (¬c0 ∧ c1)', 4)
     """
     options = options or ExtractionOptions()
-    if concepts.dim() != 2:
-        raise ValueError(f"`concepts` must have shape (N, D), got {tuple(concepts.shape)}.")
+    check_concepts("concepts", concepts)
+    check_not_empty("concepts", concepts)
     n, d = concepts.shape
     names = tuple(concept_names) if concept_names is not None else tuple(f"c{j}" for j in range(d))
     if len(names) != d:
         raise ValueError(f"`concept_names` has {len(names)} names for {d} concepts.")
+    relevance = check_tensor("relevance", relevance)
     if relevance.shape != (d,):
         raise ValueError(f"`relevance` must have shape ({d},), got {tuple(relevance.shape)}.")
+    check_finite_rows("relevance", relevance)
+    if bool((relevance < 0).any()):
+        raise ValueError(
+            f"`relevance` must be non-negative (a normalised relevance in [0, 1]), got "
+            f"{float(relevance.min())}; pass `concept_relevance(model)[class_index]`."
+        )
+    for name, values in (("target", target), ("predictions", predictions)):
+        if values is not None:
+            check_tensor(name, values)
+            if values.dtype != torch.bool:
+                check_binary_targets(name, values.reshape(-1, 1))
     target = target.reshape(-1).bool().cpu()
     predictions = target if predictions is None else predictions.reshape(-1).bool().cpu()
     if target.numel() != n or predictions.numel() != n:
@@ -305,7 +356,7 @@ def explain_class(
         expr = simplify_rule_expr(
             expr, max_symbols=options.simplify_max_symbols, timeout=options.simplify_timeout
         )
-    return Rule(expr, names, class_index, class_name)
+    return Rule(expr, names, class_index, class_name, threshold=options.concept_threshold)
 
 
 def _search(
@@ -359,11 +410,24 @@ def extract_rules(
         (2, 'y1')
     """
     _check_task(task)
+    check_concepts("concepts", concepts)
+    check_not_empty("concepts", concepts)
+    if target is not None and len(check_tensor("target", target)) != len(concepts):
+        raise ValueError(
+            f"`target` has {len(target)} rows but `concepts` has {len(concepts)}; pass one "
+            "target per row."
+        )
     with eval_mode(model), torch.no_grad():
         device = next(model.parameters()).device
         logits = model(concepts.to(device)).detach().cpu()
     if logits.dim() != 2:
         raise ValueError(f"`model` must return (N, n_classes) logits, got {tuple(logits.shape)}.")
+    check_finite_rows(
+        "model",
+        logits,
+        "its outputs (logits) are not finite on these concepts; check the model's weights "
+        "(e.g. a diverged training run) before extracting rules.",
+    )
     n_classes = logits.shape[1]
     relevance = concept_relevance(model).cpu()
     if relevance.shape != (n_classes, concepts.shape[1]):
@@ -375,7 +439,11 @@ def extract_rules(
     if len(names) != n_classes:
         raise ValueError(f"`class_names` has {len(names)} names for {n_classes} classes.")
     predicted = class_membership(logits, task, n_classes, logits=True)
-    actual = predicted if target is None else class_membership(target.cpu(), task, n_classes)
+    actual = (
+        predicted
+        if target is None
+        else class_membership(target.cpu(), task, n_classes, name="target")
+    )
     return [
         explain_class(
             concepts,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
@@ -23,8 +25,12 @@ def concept_relevance(model: nn.Module) -> Tensor:
     Returns:
         Tensor of shape ``(n_classes, n_concepts)`` with values in ``[0, 1]``, detached.
 
+    A class whose relevance is zero for every concept (all its weight paths are zero) gets a
+    zero row and a warning: its rule cannot be read from the weights.
+
     Raises:
-        ValueError: if the model has neither an entropy layer nor a chain of linear layers.
+        ValueError: if the model has neither an entropy layer nor a chain of linear layers, or
+            if its weights hold NaN or inf (the relevance would be undefined).
 
     Example:
         >>> import torch
@@ -37,23 +43,46 @@ def concept_relevance(model: nn.Module) -> Tensor:
         tensor([[0.3333, 0.0000, 1.0000]])
     """
     with torch.no_grad():
-        layers = entropy_layers(model)
-        if layers:
-            return layers[0].normalized_relevance().detach().clone()
-        linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
-        if not linears:
+        relevance = _relevance(model)
+    if not bool(torch.isfinite(relevance).all()):
+        bad = sorted({int(k) for k in (~torch.isfinite(relevance)).nonzero()[:, 0]})
+        raise ValueError(
+            f"The concept relevance of `model` ({type(model).__name__}) holds NaN or inf for "
+            f"classes {bad}: its weights are not finite (e.g. a diverged training run); retrain "
+            "or load a finite checkpoint before reading rules from it."
+        )
+    empty = (relevance.amax(dim=1) <= 0).nonzero().flatten().tolist()
+    if empty:
+        warnings.warn(
+            f"In `model` ({type(model).__name__}), class {', '.join(map(str, empty))} has zero "
+            "relevance for every concept (its weight paths are all zero, e.g. after a strong L1 "
+            "penalty); rules for it cannot be read from the weights. Lower the penalty or "
+            "train longer.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return relevance
+
+
+def _relevance(model: nn.Module) -> Tensor:
+    """Relevance read from the weights (not yet checked)."""
+    layers = entropy_layers(model)
+    if layers:
+        return layers[0].normalized_relevance().detach().clone()
+    linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise ValueError(
+            f"`model` ({type(model).__name__}) has no EntropyLinear or nn.Linear layer to "
+            "read concept relevance from."
+        )
+    paths = linears[0].weight.abs()
+    for layer in linears[1:]:
+        if layer.in_features != paths.shape[0]:
             raise ValueError(
-                f"`model` ({type(model).__name__}) has no EntropyLinear or nn.Linear layer to "
-                "read concept relevance from."
+                f"The linear layers of `model` ({type(model).__name__}) do not form a chain "
+                f"({paths.shape[0]} outputs feed a layer with {layer.in_features} inputs); "
+                "concept relevance needs a plain MLP or an EntropyLinear layer."
             )
-        paths = linears[0].weight.abs()
-        for layer in linears[1:]:
-            if layer.in_features != paths.shape[0]:
-                raise ValueError(
-                    f"The linear layers of `model` ({type(model).__name__}) do not form a chain "
-                    f"({paths.shape[0]} outputs feed a layer with {layer.in_features} inputs); "
-                    "concept relevance needs a plain MLP or an EntropyLinear layer."
-                )
-            paths = layer.weight.abs() @ paths
-        top = paths.amax(dim=1, keepdim=True)
-        return (paths / torch.where(top > 0, top, torch.ones_like(top))).detach().clone()
+        paths = layer.weight.abs() @ paths
+    top = paths.amax(dim=1, keepdim=True)
+    return (paths / torch.where(top > 0, top, torch.ones_like(top))).detach().clone()

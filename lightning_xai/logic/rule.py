@@ -24,6 +24,12 @@ from sympy.logic.boolalg import (
 from sympy.parsing.sympy_parser import parse_expr
 from torch import Tensor
 
+from lightning_xai.utilities.tensor_checks import (
+    check_tensor,
+    check_threshold,
+    check_unit_interval,
+)
+
 __all__ = [
     "Rule",
     "count_literals",
@@ -58,6 +64,30 @@ def count_literals(expr: Boolean) -> int:
 
 def _as_bool(concepts: Tensor, threshold: float) -> Tensor:
     return concepts if concepts.dtype == torch.bool else concepts > threshold
+
+
+def check_concepts(name: str, concepts: object, width: int | None = None) -> Tensor:
+    """Check concept values before a rule reads them; return them.
+
+    Concepts are a ``(N, D)`` tensor, Boolean or numbers in [0, 1] (0/1, or probabilities that
+    are true above a threshold). NaN or inf, values outside [0, 1] and a wrong width raise a
+    ``ValueError`` naming ``name``, the row and the value.
+
+    Example:
+        >>> check_concepts("concepts", torch.tensor([[0.2, float("nan")]]))
+        Traceback (most recent call last):
+        ...
+        ValueError: `concepts` holds NaN or inf in 1 of 1 rows, first at row 0 (value nan); drop or repair those rows before calling.
+    """
+    concepts = check_tensor(name, concepts)
+    if concepts.dim() != 2 or (width is not None and concepts.shape[1] != width):
+        columns = "D" if width is None else str(width)
+        raise ValueError(
+            f"`{name}` must have shape (N, {columns}), one column per concept, got "
+            f"{tuple(concepts.shape)}."
+        )
+    check_unit_interval(name, concepts.detach(), "concepts")
+    return concepts
 
 
 def evaluate_expr(expr: Boolean, columns: Mapping[sympy.Symbol, Tensor], n: int) -> Tensor:
@@ -221,6 +251,9 @@ class Rule:
         class_name: display name of the class (``"y{class_index}"`` if omitted).
         accuracy: agreement of the rule with the labels, when measured.
         fidelity: agreement of the rule with the model's predictions, when measured.
+        threshold: truth threshold of concepts that are not Boolean: a concept in [0, 1] is
+            true where it exceeds ``threshold`` (in [0, 1)). Concepts outside [0, 1] or NaN are
+            rejected. Shown in the rule's ``repr`` and in :func:`rules_to_markdown`.
 
     Example:
         >>> import torch
@@ -239,9 +272,11 @@ class Rule:
     class_name: str = ""
     accuracy: float | None = None
     fidelity: float | None = None
+    threshold: float = 0.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "concept_names", tuple(self.concept_names))
+        object.__setattr__(self, "threshold", check_threshold("threshold", self.threshold))
         if not self.class_name:
             object.__setattr__(self, "class_name", f"y{self.class_index}")
         if not isinstance(self.expr, Boolean):
@@ -292,18 +327,17 @@ class Rule:
         """Unicode form (∧, ∨, ¬) with ``|`` escaped, ready for a markdown table cell."""
         return _format(self.expr, _UNICODE, self._rank).replace("|", "\\|")
 
-    def evaluate(self, concepts: Tensor, threshold: float = 0.5) -> Tensor:
+    def evaluate(self, concepts: Tensor, threshold: float | None = None) -> Tensor:
         """Truth value of the rule on each row of ``concepts`` (shape ``(N, len(concept_names))``).
 
-        Concepts that are not Boolean are true where they exceed ``threshold``. Rules over few
+        Concepts are Boolean or numbers in [0, 1]; those that are not Boolean are true where
+        they exceed ``threshold`` (default: the rule's :attr:`threshold`). NaN or inf and values
+        outside [0, 1] raise a ``ValueError`` (they have no truth value). Rules over few
         symbols look rows up in a cached truth table; larger rules are evaluated node by node,
         always vectorised over rows.
         """
-        if concepts.dim() != 2 or concepts.shape[1] != len(self.concept_names):
-            raise ValueError(
-                f"`concepts` must have shape (N, {len(self.concept_names)}), "
-                f"got {tuple(concepts.shape)}."
-            )
+        threshold = self.threshold if threshold is None else check_threshold("threshold", threshold)
+        check_concepts("concepts", concepts, len(self.concept_names))
         truth = _as_bool(concepts, threshold)
         index = [self._columns[s.name] for s in self.symbols]
         if len(index) <= _TRUTH_TABLE_MAX_SYMBOLS:
@@ -333,6 +367,7 @@ class Rule:
             "accuracy": self.accuracy,
             "fidelity": self.fidelity,
             "concept_names": list(self.concept_names),
+            "threshold": self.threshold,
             "expr": _to_tree(self.expr),
         }
 
@@ -346,6 +381,7 @@ class Rule:
             str(data["class_name"]),
             data.get("accuracy"),
             data.get("fidelity"),
+            float(data.get("threshold", 0.5)),
         )
 
 
@@ -354,7 +390,8 @@ def _cell(value: float | None) -> str:
 
 
 def rules_to_markdown(rules: Sequence[Rule]) -> str:
-    """A markdown table of rules: class, rule, accuracy, fidelity and complexity.
+    """A markdown table of rules: class, rule, accuracy, fidelity and complexity, followed by
+    the truth threshold of concepts that are not Boolean.
 
     Example:
         >>> rule = Rule.from_string("c0 & ~c1", ["c0", "c1"], class_index=1).with_metrics(1.0, 0.95)
@@ -362,6 +399,8 @@ def rules_to_markdown(rules: Sequence[Rule]) -> str:
         | class | rule | accuracy | fidelity | complexity |
         |---|---|---|---|---|
         | y1 | c0 ∧ ¬c1 | 1.000 | 0.950 | 2 |
+        <BLANKLINE>
+        Concepts in [0, 1] are true above 0.5.
     """
     lines = ["| class | rule | accuracy | fidelity | complexity |", "|---|---|---|---|---|"]
     for rule in rules:
@@ -370,4 +409,8 @@ def rules_to_markdown(rules: Sequence[Rule]) -> str:
             f"| {name} | {rule.to_markdown()} | {_cell(rule.accuracy)} | "
             f"{_cell(rule.fidelity)} | {rule.complexity} |"
         )
+    thresholds = sorted({rule.threshold for rule in rules})
+    if thresholds:
+        above = " or ".join(f"{t:g}" for t in thresholds)
+        lines += ["", f"Concepts in [0, 1] are true above {above}."]
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 from sympy.logic.boolalg import Boolean, simplify_logic
@@ -31,8 +32,19 @@ def simplify_rule_expr(
         >>> simplify_rule_expr((a & b) | (a & ~b) | (~a & b))
         a | b
     """
-    if timeout is not None and timeout <= 0:
-        raise ValueError(f"`timeout` must be positive or None, got {timeout!r}.")
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise ValueError(
+            f"`timeout` must be a finite positive number of seconds or None (no limit), got "
+            f"{timeout!r}."
+        )
+    for name, value in (("max_symbols", max_symbols), ("max_literals", max_literals)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"`{name}` must be a non-negative integer, got {value!r}.")
     literals = count_literals(expr)
     if len(expr.free_symbols) > max_symbols or literals > max_literals or literals < 2:
         return expr

@@ -13,6 +13,7 @@ from torchmetrics import Metric
 
 from lightning_xai.metrics.functional.consistency import (
     Encoder,
+    _check_baseline,
     _check_positive,
     _example_consistency_compute,
     _example_consistency_update,
@@ -39,6 +40,10 @@ class FeatureConsistency(Metric):
         baseline: value replacing masked features: a scalar or a tensor shaped like one example.
         n_random: random draws averaged for the random baseline.
         seed: seed of the random features.
+
+    Inputs, attributions and the encoder's representations are checked at each ``update``:
+    NaN or inf and empty batches raise a ``ValueError`` naming the argument; a zero random
+    shift (nothing moves the representation) gives a NaN ratio with a warning.
 
     Example:
         >>> metric = FeatureConsistency(lambda x: x[:, :2] * 10, k=2)
@@ -72,6 +77,7 @@ class FeatureConsistency(Metric):
             )
         _check_positive("k", k)
         _check_positive("n_random", n_random)
+        _check_baseline(baseline)
         # kept out of the module tree: the metric's state is its sums, not the encoder's weights
         object.__setattr__(self, "_encoder", encoder)
         self.k = k

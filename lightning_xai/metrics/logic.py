@@ -11,10 +11,12 @@ from torchmetrics import Metric
 
 from lightning_xai.logic.rule import Rule
 from lightning_xai.metrics.functional.logic import (
+    _check_num_classes,
     _rule_agreement_compute,
     _rule_agreement_update,
     _rule_complexity_update,
 )
+from lightning_xai.utilities.tensor_checks import check_threshold
 
 __all__ = ["RuleAccuracy", "RuleComplexity", "RuleFidelity"]
 
@@ -26,21 +28,35 @@ class _RuleAgreement(Metric):
 
     correct: Tensor
     total: Tensor
+    _target_name = "target"
 
-    def __init__(self, rule: Rule, threshold: float = 0.5, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        rule: Rule,
+        threshold: float | None = None,
+        num_classes: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if not isinstance(rule, Rule):
             raise TypeError(
                 f"`rule` must be a lightning_xai.logic.Rule, got {type(rule).__name__}."
             )
+        if threshold is not None:
+            threshold = check_threshold("threshold", threshold)
+        _check_num_classes(rule, num_classes)
         self.rule = rule
         self.threshold = threshold
+        self.num_classes = num_classes
         self.add_state("correct", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, concepts: Tensor, target: Tensor) -> None:
-        """Add a batch of concepts and class targets (or predictions)."""
-        correct, total = _rule_agreement_update(self.rule, concepts, target, self.threshold)
+        """Add a batch of concepts and class targets (or predictions); both are checked first
+        (see :func:`~lightning_xai.metrics.functional.rule_accuracy`)."""
+        correct, total = _rule_agreement_update(
+            self.rule, concepts, target, self.threshold, self.num_classes, self._target_name
+        )
         self.correct += correct.to(self.correct.device)
         self.total += total.to(self.total.device)
 
@@ -55,6 +71,11 @@ class RuleAccuracy(_RuleAgreement):
     ``update(concepts, target)`` takes targets as class indices ``(N,)``, binary membership
     ``(N,)`` or multilabel ``(N, n_classes)``. See
     :func:`~lightning_xai.metrics.functional.rule_accuracy`.
+
+    Args:
+        rule: the rule.
+        threshold: truth threshold of concepts in [0, 1] (default: ``rule.threshold``).
+        num_classes: number of classes, bounding integer class indices.
 
     Example:
         >>> import torch
@@ -72,7 +93,8 @@ class RuleFidelity(_RuleAgreement):
 
     ``update(concepts, predictions)`` takes predicted class indices (``logits.argmax(1)``) or
     multilabel decisions (``logits > 0``). See
-    :func:`~lightning_xai.metrics.functional.rule_fidelity`.
+    :func:`~lightning_xai.metrics.functional.rule_fidelity`. Takes the arguments of
+    :class:`RuleAccuracy`.
 
     Example:
         >>> import torch
@@ -82,6 +104,8 @@ class RuleFidelity(_RuleAgreement):
         >>> metric.compute()
         tensor(1.)
     """
+
+    _target_name = "predictions"
 
 
 class RuleComplexity(Metric):

@@ -9,7 +9,10 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from torch import Tensor
+
 from lightning_xai.utilities.batches import BatchAdapter, check_labels, resolve_callable
+from lightning_xai.utilities.tensor_checks import check_finite_rows
 
 AdapterLike = BatchAdapter | Mapping[str, Any] | None
 
@@ -87,28 +90,65 @@ def without_labels(adapter: BatchAdapter) -> BatchAdapter:
     )
 
 
+def check_batch_inputs(owner: str, inputs: tuple[Any, ...]) -> None:
+    """Refuse an empty batch, or explained floating-point inputs holding NaN or inf, before a
+    step computes anything (a NaN would otherwise turn into a NaN loss, or a prediction of
+    class 0, without a word)."""
+    for index, value in enumerate(inputs):
+        if not isinstance(value, Tensor):
+            continue
+        name = "batch" if len(inputs) == 1 else f"batch input {index}"
+        if value.dim() > 0 and value.shape[0] == 0:
+            raise ValueError(
+                f"{owner}: the `{name}` is empty (shape {tuple(value.shape)}); drop empty "
+                "batches in the dataset or the DataLoader's collate_fn."
+            )
+        check_finite_rows(
+            name,
+            value.detach(),
+            f"{owner} cannot learn from or predict on them: drop or repair those examples in "
+            "the dataset (or filter them in the DataLoader's collate_fn).",
+        )
+
+
 def single_input(adapter: BatchAdapter, batch: Any, owner: str) -> Any:
-    """The one explained input of ``batch`` (labels, present or not, are not read)."""
+    """The one explained input of ``batch`` (labels, present or not, are not read), checked by
+    :func:`check_batch_inputs`."""
     inputs = without_labels(adapter).split(batch).inputs
     if len(inputs) != 1:
         raise ValueError(
             f"{owner} reads one input per batch, but the adapter explains {len(inputs)}; choose "
             "one with `adapter=BatchAdapter(inputs=<index or key>)`."
         )
+    check_batch_inputs(owner, inputs)
     return inputs[0]
 
 
+def unlabelled_scores(module: Any, batch: Any) -> Any:
+    """The class scores of ``module`` on ``batch`` (labels not read), inputs checked first."""
+    split = without_labels(module.adapter).split(batch, module)
+    check_batch_inputs(type(module).__name__, split.inputs)
+    return split.call(module)
+
+
 def labelled_batch(module: Any, batch: Any) -> tuple[Any, Any]:
-    """``(scores, labels)`` of ``module`` on ``batch``, read by ``module.adapter``; the labels
-    are checked against the scores on the first batch (``module._labels_checked``)."""
+    """``(scores, labels)`` of ``module`` on ``batch``, read by ``module.adapter``.
+
+    Every batch is checked before the loss sees it: the inputs by :func:`check_batch_inputs`,
+    the labels against the scores (shape, integer class indices in range) by
+    :func:`~lightning_xai.utilities.batches.check_labels`, since a label outside the classes in
+    any batch, not only the first, is a wrong answer waiting to happen."""
+    owner = type(module).__name__
     split = module.adapter.split(batch, module)
-    scores = split.call(module)
+    check_batch_inputs(owner, split.inputs)
     if split.labels is None:
         raise ValueError(
-            f"{type(module).__name__} trains on labels, but its adapter found none in the batch; "
+            f"{owner} trains on labels, but its adapter found none in the batch; "
             "point `adapter=BatchAdapter(labels=<index or key>)` at them."
         )
-    if not getattr(module, "_labels_checked", True):
-        check_labels(split.labels, scores, source="the batch's labels")
-        module._labels_checked = True
+    scores = split.call(module)
+    check_labels(split.labels, scores, source="the batch's labels")
+    if isinstance(split.labels, Tensor) and split.labels.is_floating_point():
+        check_finite_rows("the batch's labels", split.labels.detach())
+    module._labels_checked = True
     return scores, split.labels

@@ -17,11 +17,13 @@ from lightning_xai.modules._adapter import AdapterLike, attach_adapter, single_i
 from lightning_xai.nn.autoencoders import (
     DigitsDecoder,
     DigitsEncoder,
+    check_pretext_numbers,
     gaussian_kl,
     perturb,
     reconstruction_loss,
 )
-from lightning_xai.utilities.validation import check_positive_int
+from lightning_xai.utilities.tensor_checks import check_unit_interval
+from lightning_xai.utilities.validation import check_finite, check_positive_int
 
 __all__ = ["AutoEncoder", "VariationalAutoEncoder"]
 
@@ -37,7 +39,9 @@ class AutoEncoder(pl.LightningModule):
     or a dict (``{"x": ...}``, ``{"pixel_values": ...}``, ...); labels are never used for
     training. Logs ``{train,val,test}/loss`` (mean per-example loss, summed over
     features). Training feeds the perturbed input of the pretext task and reconstructs the clean
-    one; validation and test report the loss on clean inputs.
+    one; validation and test report the loss on clean inputs. Every batch is checked first: an
+    empty batch, NaN or inf inputs, and (for ``loss="bce"``) inputs outside [0, 1] raise a
+    ``ValueError`` naming the row.
 
     Args:
         encoder: maps inputs to ``latent_dim`` numbers; defaults to
@@ -90,14 +94,11 @@ class AutoEncoder(pl.LightningModule):
             )
         if pretext not in _PRETEXTS:
             raise ValueError(f"`pretext` must be one of {_PRETEXTS}, got {pretext!r}.")
-        if noise_level < 0:
-            raise ValueError(f"`noise_level` must be >= 0, got {noise_level!r}.")
-        if not 0.0 <= mask_proportion < 1.0:
-            raise ValueError(f"`mask_proportion` must be in [0, 1), got {mask_proportion!r}.")
-        if lr <= 0:
-            raise ValueError(f"`lr` must be positive, got {lr!r}.")
-        if weight_decay < 0:
-            raise ValueError(f"`weight_decay` must be >= 0, got {weight_decay!r}.")
+        if not isinstance(sigmoid, bool):
+            raise TypeError(f"`sigmoid` must be True or False, got {sigmoid!r}.")
+        check_pretext_numbers(noise_level, mask_proportion)
+        check_finite("lr", lr, minimum=0.0, exclusive=True)
+        check_finite("weight_decay", weight_decay, minimum=0.0)
         self.save_hyperparameters(ignore=["encoder", "decoder", "adapter"])
         self.adapter = attach_adapter(self, adapter)
         self.encoder = encoder if encoder is not None else DigitsEncoder(self._encoder_width())
@@ -107,8 +108,18 @@ class AutoEncoder(pl.LightningModule):
         return self.hparams.latent_dim
 
     def _inputs(self, batch: Any) -> torch.Tensor:
-        """The input of a batch, read by the adapter; labels are ignored."""
-        return single_input(self.adapter, batch, type(self).__name__)
+        """The input of a batch, read by the adapter; labels are ignored. Empty batches and
+        NaN or inf inputs raise; so do inputs outside [0, 1] for ``loss="bce"``."""
+        x = single_input(self.adapter, batch, type(self).__name__)
+        if self.hparams.loss == "bce" and isinstance(x, torch.Tensor):
+            try:
+                check_unit_interval("batch", x.detach(), "inputs")
+            except ValueError as err:
+                raise ValueError(
+                    f"{type(self).__name__} with `loss='bce'` reconstructs inputs in [0, 1]: "
+                    f"{err} Or use `loss='mse'` (with `sigmoid=False` for unbounded data)."
+                ) from None
+        return x
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The representation of ``x``: shape ``(batch, latent_dim)``."""
@@ -224,8 +235,7 @@ class VariationalAutoEncoder(AutoEncoder):
         weight_decay: float = 0.0,
         adapter: AdapterLike = None,
     ) -> None:
-        if beta < 0:
-            raise ValueError(f"`beta` must be >= 0, got {beta!r}.")
+        check_finite("beta", beta, minimum=0.0)
         super().__init__(
             encoder=encoder,
             decoder=decoder,

@@ -15,9 +15,10 @@ from lightning_xai.modules._adapter import (
     AdapterLike,
     attach_adapter,
     labelled_batch,
-    without_labels,
+    unlabelled_scores,
 )
 from lightning_xai.nn.models import DigitsCNN
+from lightning_xai.utilities.validation import check_finite
 
 __all__ = ["Classifier"]
 
@@ -52,7 +53,9 @@ class Classifier(pl.LightningModule):
     """Cross-entropy classification over any backbone that returns logits.
 
     ``forward`` is the backbone alone, so attribution methods explain exactly what is trained.
-    Logs ``{train,val,test}/loss`` and ``{train,val,test}/acc``.
+    Logs ``{train,val,test}/loss`` and ``{train,val,test}/acc``. Every batch is checked before
+    the loss sees it: an empty batch, NaN or inf inputs and labels outside ``[0, num_classes)``
+    raise a ``ValueError`` naming the row (so does ``predict_step`` for bad inputs).
 
     Args:
         model: the backbone; defaults to :class:`~lightning_xai.nn.DigitsCNN`.
@@ -84,12 +87,10 @@ class Classifier(pl.LightningModule):
             raise ValueError(
                 f"`optimizer` must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}."
             )
-        if not isinstance(num_classes, int) or num_classes < 2:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
-        if lr <= 0:
-            raise ValueError(f"`lr` must be positive, got {lr!r}.")
-        if weight_decay < 0:
-            raise ValueError(f"`weight_decay` must be >= 0, got {weight_decay!r}.")
+        check_finite("lr", lr, minimum=0.0, exclusive=True)
+        check_finite("weight_decay", weight_decay, minimum=0.0)
         self.save_hyperparameters(ignore=["model", "adapter"])
         self.adapter = attach_adapter(self, adapter)
         self._labels_checked = False
@@ -123,7 +124,7 @@ class Classifier(pl.LightningModule):
         return self._shared_step(batch, "test")
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        return without_labels(self.adapter).split(batch, self).call(self).argmax(-1)
+        return unlabelled_scores(self, batch).argmax(-1)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams

@@ -12,16 +12,23 @@ from torch import Tensor, nn
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 
 from lightning_xai.logic.extraction import _TASKS, ExtractionOptions, Task, extract_rules
-from lightning_xai.logic.rule import Rule
+from lightning_xai.logic.rule import Rule, check_concepts
 from lightning_xai.metrics.functional.logic import rule_accuracy, rule_fidelity
 from lightning_xai.modules._adapter import (
     AdapterLike,
     attach_adapter,
     labelled_batch,
-    without_labels,
+    unlabelled_scores,
 )
 from lightning_xai.nn.entropy_linear import EntropyLinear, entropy_loss
 from lightning_xai.utilities.modes import eval_mode
+from lightning_xai.utilities.tensor_checks import (
+    check_binary_targets,
+    check_class_indices,
+    check_not_empty,
+    check_tensor,
+)
+from lightning_xai.utilities.validation import check_finite
 
 __all__ = ["LogicExplainer", "MLPLogicExplainer"]
 
@@ -69,8 +76,7 @@ class _ConceptExplainer(pl.LightningModule):
             raise ValueError(
                 f"`n_classes` must be an int >= {smallest} for task={task!r}, got {n_classes!r}."
             )
-        if not lr > 0:
-            raise ValueError(f"`lr` must be positive, got {lr!r}.")
+        check_finite("lr", lr, minimum=0.0, exclusive=True)
         self.n_concepts = n_concepts
         self.n_classes = n_classes
         self.task = task
@@ -92,6 +98,36 @@ class _ConceptExplainer(pl.LightningModule):
         """The sparsity regulariser added to the task loss."""
         raise NotImplementedError
 
+    def _check_x(self, name: str, x: Any) -> Tensor:
+        """Concepts ``(N, n_concepts)`` in [0, 1], finite and not empty."""
+        x = check_concepts(name, x, self.n_concepts)
+        check_not_empty(name, x)
+        return x
+
+    def _check_y(self, name: str, y: Any, rows: int, rows_of: str) -> Tensor:
+        """Targets of this task for ``rows`` rows of ``rows_of``: class indices in
+        ``[0, n_classes)`` (multiclass) or ``(N, n_classes)`` targets in [0, 1] (multilabel)."""
+        y = check_tensor(name, y)
+        if len(y) != rows:
+            raise ValueError(
+                f"`{name}` has {len(y)} rows but `{rows_of}` has {rows}; pass one target per row."
+            )
+        if self.task == "multiclass":
+            if y.dim() != 1:
+                raise ValueError(
+                    f"`{name}` must be class indices of shape (N,) for task='multiclass', got "
+                    f"shape {tuple(y.shape)}."
+                )
+            check_class_indices(name, y, self.n_classes)
+        else:
+            if tuple(y.shape[1:]) != (self.n_classes,):
+                raise ValueError(
+                    f"`{name}` must have shape (N, {self.n_classes}) for task='multilabel', got "
+                    f"{tuple(y.shape)}."
+                )
+            check_binary_targets(name, y)
+        return y
+
     def _task_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         if self.task == "multiclass":
             return F.cross_entropy(logits, target.long())
@@ -99,6 +135,8 @@ class _ConceptExplainer(pl.LightningModule):
 
     def _shared_step(self, batch: Any, stage: str) -> Tensor:
         logits, target = labelled_batch(self, batch)
+        if self.task == "multilabel":
+            check_binary_targets("the batch's targets", target.detach())
         loss = self._task_loss(logits, target)
         if stage == "train":
             penalty = self.penalty()
@@ -124,7 +162,7 @@ class _ConceptExplainer(pl.LightningModule):
         return self._shared_step(batch, "test")
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
-        return self.predictions(without_labels(self.adapter).split(batch, self).call(self))
+        return self.predictions(unlabelled_scores(self, batch))
 
     def predictions(self, logits: Tensor) -> Tensor:
         """Decisions from logits: class indices (multiclass) or a Boolean matrix (multilabel)."""
@@ -148,6 +186,12 @@ class _ConceptExplainer(pl.LightningModule):
         are measured on ``(eval_x, eval_y)`` when given (e.g. test rows), else on ``(x, y)``.
         With ``y=None`` the rules explain the model's own predictions and carry no accuracy.
 
+        Everything is checked before any work: concepts must be ``(N, n_concepts)``, non-empty,
+        finite and in [0, 1] (values in between are true above ``options.concept_threshold``,
+        stored on each rule as its ``threshold``); targets must be class indices in
+        ``[0, n_classes)`` (multiclass) or ``(N, n_classes)`` values in [0, 1] (multilabel).
+        Anything else raises a ``ValueError`` naming the argument.
+
         Args:
             x: ``(N, n_concepts)`` concepts the rules are extracted from.
             y: their targets: class indices (multiclass) or ``(N, n_classes)`` 0/1 (multilabel).
@@ -155,6 +199,18 @@ class _ConceptExplainer(pl.LightningModule):
             eval_y: their targets (accuracy is ``None`` without them).
             options: extraction settings (:class:`~lightning_xai.logic.ExtractionOptions`).
         """
+        x = self._check_x("x", x)
+        if y is not None:
+            y = self._check_y("y", y, len(x), "x")
+        if eval_x is None and eval_y is not None:
+            raise ValueError(
+                "`eval_y` was given without `eval_x`; pass the concepts it labels as `eval_x`, "
+                "or leave both None to measure on `(x, y)`."
+            )
+        if eval_x is not None:
+            eval_x = self._check_x("eval_x", eval_x)
+            if eval_y is not None:
+                eval_y = self._check_y("eval_y", eval_y, len(eval_x), "eval_x")
         x = x.detach().cpu().float()
         rules = extract_rules(
             self.model,
@@ -170,11 +226,12 @@ class _ConceptExplainer(pl.LightningModule):
         eval_x = eval_x.detach().cpu().float()
         with eval_mode(self), torch.no_grad():
             decisions = self.predictions(self.model(eval_x.to(self.device))).cpu()
+        n_classes = self.n_classes if self.task == "multiclass" else None
         return [
             rule.with_metrics(
                 accuracy=None
                 if eval_y is None
-                else float(rule_accuracy(rule, eval_x, eval_y.cpu())),
+                else float(rule_accuracy(rule, eval_x, eval_y.cpu(), num_classes=n_classes)),
                 fidelity=float(rule_fidelity(rule, eval_x, decisions)),
             )
             for rule in rules
@@ -193,6 +250,8 @@ class LogicExplainer(_ConceptExplainer):
 
     with :math:`H(\alpha)` the entropy of the concept relevance and :math:`\lambda` the
     ``entropy_weight``. :meth:`explain` turns the trained network into one DNF rule per class.
+    Every batch is checked first: empty batches, NaN or inf concepts and targets outside the
+    classes (multiclass) or outside [0, 1] (multilabel) raise a ``ValueError``.
 
     Args:
         n_concepts: number of input concepts.
@@ -233,8 +292,7 @@ class LogicExplainer(_ConceptExplainer):
     ) -> None:
         super().__init__(n_concepts, n_classes, concept_names, class_names, lr, task)
         hidden = _check_hidden(hidden)
-        if not entropy_weight >= 0:
-            raise ValueError(f"`entropy_weight` must be >= 0, got {entropy_weight!r}.")
+        check_finite("entropy_weight", entropy_weight, minimum=0.0)
         self.save_hyperparameters(ignore=["adapter"])
         self.adapter = attach_adapter(self, adapter)
         self._labels_checked = False
@@ -293,8 +351,7 @@ class MLPLogicExplainer(_ConceptExplainer):
     ) -> None:
         super().__init__(n_concepts, n_classes, concept_names, class_names, lr, task)
         hidden = _check_hidden(hidden)
-        if not l1_weight >= 0:
-            raise ValueError(f"`l1_weight` must be >= 0, got {l1_weight!r}.")
+        check_finite("l1_weight", l1_weight, minimum=0.0)
         self.save_hyperparameters(ignore=["adapter"])
         self.adapter = attach_adapter(self, adapter)
         self._labels_checked = False

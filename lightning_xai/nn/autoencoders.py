@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_xai.utilities.validation import check_finite, check_positive_int
+
 __all__ = [
     "DigitsDecoder",
     "DigitsEncoder",
@@ -43,7 +45,8 @@ class DigitsEncoder(nn.Module):
 
     def __init__(self, out_features: int = 16, channels: Sequence[int] = (16, 32)) -> None:
         super().__init__()
-        c1, c2 = channels
+        check_positive_int("out_features", out_features)
+        c1, c2 = _check_channels(channels)
         self.features = nn.Sequential(
             nn.Conv2d(1, c1, 3, padding=1),
             nn.ReLU(),
@@ -73,7 +76,8 @@ class DigitsDecoder(nn.Module):
 
     def __init__(self, latent_dim: int = 16, channels: Sequence[int] = (16, 32)) -> None:
         super().__init__()
-        c1, c2 = channels
+        check_positive_int("latent_dim", latent_dim)
+        c1, c2 = _check_channels(channels)
         self.net = nn.Sequential(
             nn.Linear(latent_dim, c2 * 16),
             nn.ReLU(),
@@ -134,6 +138,37 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).sum(1)
 
 
+def check_pretext_numbers(noise_level: float, mask_proportion: float) -> None:
+    """Raise ``ValueError`` unless ``noise_level`` is finite and >= 0 and ``mask_proportion`` is
+    finite and in [0, 1).
+
+    Example:
+        >>> check_pretext_numbers(0.3, 1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: `mask_proportion` must be a share of features in [0, 1), got 1.5.
+    """
+    check_finite("noise_level", noise_level, minimum=0.0)
+    check_finite("mask_proportion", mask_proportion, minimum=0.0)
+    if not mask_proportion < 1.0:
+        raise ValueError(
+            f"`mask_proportion` must be a share of features in [0, 1), got {mask_proportion!r}."
+        )
+
+
+def _check_channels(channels: Sequence[int]) -> tuple[int, int]:
+    if (
+        isinstance(channels, (str, bytes))
+        or not isinstance(channels, Sequence)
+        or len(channels) != 2
+        or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels)
+    ):
+        raise ValueError(
+            f"`channels` must be two positive integers (one per convolution), got {channels!r}."
+        )
+    return int(channels[0]), int(channels[1])
+
+
 def perturb(
     x: torch.Tensor,
     pretext: Pretext | None,
@@ -158,6 +193,7 @@ def perturb(
         >>> 0 < int((masked == 0).sum()) < 128
         True
     """
+    check_pretext_numbers(noise_level, mask_proportion)
     if pretext is None:
         return x
     if pretext == "denoise":

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from lightning_xai.utilities.validation import check_positive_int
+from lightning_xai.utilities.validation import check_finite, check_positive_int
 
 __all__ = ["EntropyLinear", "entropy_layers", "entropy_loss"]
 
@@ -67,11 +67,10 @@ class EntropyLinear(nn.Module):
             ("n_classes", n_classes),
         ):
             check_positive_int(name, value)
-        if not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ValueError(
-                f"`temperature` must be a positive number, got {temperature!r}; "
-                "typical values are between 0.1 and 1."
-            )
+        try:
+            check_finite("temperature", temperature, minimum=0.0, exclusive=True)
+        except ValueError as err:
+            raise ValueError(f"{err} Typical values are between 0.1 and 1.") from None
         self.in_features = in_features
         self.out_features = out_features
         self.n_classes = n_classes

@@ -11,6 +11,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lightning_xai.nn.autoencoders import _check_channels
+from lightning_xai.utilities.validation import check_positive_int
+
 __all__ = ["MLP", "DigitsCNN"]
 
 
@@ -28,7 +31,8 @@ class DigitsCNN(nn.Module):
 
     def __init__(self, num_classes: int = 10, channels: Sequence[int] = (16, 32)) -> None:
         super().__init__()
-        c1, c2 = channels
+        check_positive_int("num_classes", num_classes)
+        c1, c2 = _check_channels(channels)
         self.features = nn.Sequential(
             nn.Conv2d(1, c1, 3, padding=1),
             nn.ReLU(),
@@ -64,6 +68,15 @@ class MLP(nn.Module):
         self, in_features: int = 64, hidden: Sequence[int] = (64,), out_features: int = 10
     ) -> None:
         super().__init__()
+        check_positive_int("in_features", in_features)
+        check_positive_int("out_features", out_features)
+        if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+            raise ValueError(f"`hidden` must be a sequence of positive integers, got {hidden!r}.")
+        for h in hidden:
+            if isinstance(h, bool) or not isinstance(h, int) or h < 1:
+                raise ValueError(
+                    f"`hidden` must hold positive integers (layer widths), got {h!r} in {hidden!r}."
+                )
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
         for h in hidden:

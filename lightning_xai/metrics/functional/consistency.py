@@ -22,16 +22,49 @@ used for this evaluation only, never by the explanation.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
+from lightning_xai.utilities.tensor_checks import (
+    check_finite_rows,
+    check_not_empty,
+    check_tensor,
+)
+from lightning_xai.utilities.validation import check_finite
 from lightning_xai.utilities.validation import check_positive_int as _check_positive
 
 __all__ = ["example_consistency", "feature_consistency"]
 
 Encoder = Callable[[Tensor], Tensor]
+
+
+def _check_baseline(baseline: object) -> None:
+    """A finite scalar, or a finite tensor shaped like one example."""
+    if isinstance(baseline, Tensor):
+        check_finite_rows("baseline", baseline.detach().reshape(1, -1))
+    else:
+        check_finite("baseline", baseline)
+
+
+def _encoded(encoder: Encoder, inputs: Tensor, what: str) -> Tensor:
+    """``encoder(inputs)`` flattened per example, refused when it is not finite."""
+    latent = encoder(inputs)
+    if not isinstance(latent, Tensor) or len(latent) != len(inputs):
+        raise ValueError(
+            f"`encoder` must return one representation per example (a tensor with "
+            f"{len(inputs)} rows), got {type(latent).__name__} "
+            f"{tuple(latent.shape) if isinstance(latent, Tensor) else ''}."
+        )
+    check_finite_rows(
+        "encoder",
+        latent.flatten(1),
+        f"its representation of the {what} is not finite; check the encoder's weights and "
+        "the baseline.",
+    )
+    return latent.flatten(1)
 
 
 def _mask_features(inputs: Tensor, positions: Tensor, baseline: float | Tensor) -> Tensor:
@@ -52,11 +85,16 @@ def _feature_consistency_update(
     n_random: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Sums of top-k and random-k latent shifts, and the number of examples."""
+    check_tensor("inputs", inputs)
+    check_tensor("attributions", attributions)
     if attributions.shape != inputs.shape:
         raise ValueError(
             f"`attributions` has shape {tuple(attributions.shape)} but `inputs` has "
             f"{tuple(inputs.shape)}; pass one attribution per input feature."
         )
+    check_not_empty("inputs", inputs)
+    check_finite_rows("inputs", inputs.detach())
+    check_finite_rows("attributions", attributions.detach())
     n_features = inputs[0].numel()
     if k > n_features:
         raise ValueError(
@@ -64,11 +102,11 @@ def _feature_consistency_update(
         )
     inputs = inputs.detach()
     with torch.no_grad():
-        latent = encoder(inputs).flatten(1)
+        latent = _encoded(encoder, inputs, "inputs")
         top = attributions.detach().flatten(1).abs().topk(k, dim=1).indices
 
         def shift(positions: Tensor) -> Tensor:
-            masked = encoder(_mask_features(inputs, positions, baseline)).flatten(1)
+            masked = _encoded(encoder, _mask_features(inputs, positions, baseline), "masked inputs")
             return (latent - masked).norm(dim=1).to(torch.float64)
 
         top_shift = shift(top)
@@ -83,11 +121,20 @@ def _feature_consistency_update(
 def _feature_consistency_compute(
     top_sum: Tensor, random_sum: Tensor, count: Tensor
 ) -> dict[str, Tensor]:
-    """Mean shifts and their ratio (NaN where undefined)."""
+    """Mean shifts and their ratio (NaN, with a warning, where undefined)."""
     n = count.to(torch.float64)
     nan = torch.tensor(float("nan"), dtype=torch.float64, device=top_sum.device)
     top = top_sum / n if int(count) else nan
     rand = random_sum / n if int(count) else nan
+    if int(count) and not float(rand) > 0:
+        warnings.warn(
+            "Feature consistency: the mean latent shift under random masking (`random_shift`) "
+            "is 0, so `ratio` is undefined (NaN): masking moves no representation. The encoder "
+            "may be constant, or the baseline equal to the masked values; pick another "
+            "`baseline` or check the encoder.",
+            UserWarning,
+            stacklevel=3,
+        )
     ratio = top / rand if int(count) and float(rand) > 0 else nan
     return {"top_shift": top.float(), "random_shift": rand.float(), "ratio": ratio.float()}
 
@@ -127,6 +174,7 @@ def feature_consistency(
     """
     _check_positive("k", k)
     _check_positive("n_random", n_random)
+    _check_baseline(baseline)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     sums = _feature_consistency_update(
         encoder, inputs, attributions, k, baseline, generator, n_random
@@ -138,6 +186,14 @@ def _example_consistency_update(
     preds: Tensor, test_labels: Tensor, train_labels: Tensor, k: int
 ) -> tuple[Tensor, Tensor]:
     """Sum over test examples of the top-``k`` label agreement, and the number of test examples."""
+    for name, value in (
+        ("preds", preds),
+        ("test_labels", test_labels),
+        ("train_labels", train_labels),
+    ):
+        check_tensor(name, value)
+        check_not_empty(name, value)
+        check_finite_rows(name, value.detach())
     if preds.ndim != 2:
         raise ValueError(
             f"`preds` must be (n_test, n_train) scores or (n_test, >=k) ranked indices, got shape "
@@ -160,6 +216,15 @@ def _example_consistency_update(
         if k > preds.shape[1]:
             raise ValueError(
                 f"`k`={k} exceeds the {preds.shape[1]} ranked indices per row of `preds`."
+            )
+        ranked = preds[:, :k]
+        low, high = int(ranked.min()), int(ranked.max())
+        if low < 0 or high >= len(train_labels):
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"`preds` holds the training index {bad}, but there are {len(train_labels)} "
+                f"training examples; ranked indices must lie in [0, {len(train_labels) - 1}] "
+                "(a negative index would silently wrap around)."
             )
         top = preds[:, :k].long()
     train_labels = train_labels.to(top.device)

@@ -18,39 +18,85 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from lightning_xai.logic.rule import Rule
+from lightning_xai.logic.rule import Rule, check_concepts
+from lightning_xai.utilities.tensor_checks import (
+    check_binary_targets,
+    check_class_indices,
+    check_not_empty,
+    check_tensor,
+)
 
 __all__ = ["rule_accuracy", "rule_complexity", "rule_fidelity"]
 
 
-def _membership(rule: Rule, target: Tensor) -> Tensor:
-    """Whether each row belongs to the rule's class, from any of the accepted target layouts."""
+def _check_num_classes(rule: Rule, num_classes: int | None) -> None:
+    if num_classes is None:
+        return
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(
+            f"`num_classes` must be an integer >= 2 or None, got {num_classes!r}; it bounds the "
+            "class indices of the targets."
+        )
+    if rule.class_index >= num_classes:
+        raise ValueError(
+            f"`num_classes`={num_classes} has no class {rule.class_index}, the rule's "
+            "`class_index`; pass the model's number of classes."
+        )
+
+
+def _membership(
+    rule: Rule, target: Tensor, num_classes: int | None = None, name: str = "target"
+) -> Tensor:
+    """Whether each row belongs to the rule's class, from any of the accepted target layouts.
+
+    Targets are checked first: class indices in ``[0, num_classes)`` (non-negative when
+    ``num_classes`` is ``None``), memberships and multilabel targets finite and in [0, 1].
+    """
+    target = check_tensor(name, target)
     if target.dim() == 2:
+        if rule.class_index >= target.shape[1]:
+            raise ValueError(
+                f"`{name}` has {target.shape[1]} columns (one per class), but the rule is for "
+                f"class_index={rule.class_index}; pass (N, n_classes) targets or class indices."
+            )
+        check_binary_targets(name, target)
         column = target[:, rule.class_index]
         return column if column.dtype == torch.bool else column > 0.5
     if target.dim() != 1:
         raise ValueError(
-            f"`target` must be class indices (N,), binary membership (N,) or multilabel "
+            f"`{name}` must be class indices (N,), binary membership (N,) or multilabel "
             f"(N, n_classes), got shape {tuple(target.shape)}."
         )
     if target.dtype == torch.bool:
         return target
     if target.is_floating_point():
+        check_binary_targets(name, target)
         return target > 0.5
+    check_class_indices(name, target, num_classes)
     return target == rule.class_index
 
 
 def _rule_agreement_update(
-    rule: Rule, concepts: Tensor, target: Tensor, threshold: float = 0.5
+    rule: Rule,
+    concepts: Tensor,
+    target: Tensor,
+    threshold: float | None = None,
+    num_classes: int | None = None,
+    name: str = "target",
 ) -> tuple[Tensor, Tensor]:
     """Rows where the rule agrees with ``target``, and the number of rows."""
+    check_concepts("concepts", concepts, len(rule.concept_names))
+    check_not_empty("concepts", concepts)
+    check_tensor(name, target)
     if len(target) != len(concepts):
         raise ValueError(
-            f"`concepts` has {len(concepts)} rows but the target has {len(target)}; pass one "
+            f"`concepts` has {len(concepts)} rows but `{name}` has {len(target)}; pass one "
             "target per row."
         )
+    _check_num_classes(rule, num_classes)
+    member = _membership(rule, target.detach(), num_classes, name)
     values = rule.evaluate(concepts.detach(), threshold)
-    member = _membership(rule, target.detach()).to(values.device)
+    member = member.to(values.device)
     correct = (values == member).sum()
     return correct, torch.tensor(len(values), dtype=torch.long, device=correct.device)
 
@@ -63,21 +109,43 @@ def _rule_agreement_compute(correct: Tensor, total: Tensor) -> Tensor:
 
 
 def _rule_complexity_update(rules: Rule | Sequence[Rule]) -> tuple[Tensor, Tensor]:
-    """Total literals and number of rules."""
+    """Total literals and number of rules (at least one rule, every one a :class:`Rule`)."""
     rules = [rules] if isinstance(rules, Rule) else list(rules)
+    if not rules:
+        raise ValueError(
+            "`rules` is empty; pass at least one Rule (a mean over none is undefined)."
+        )
+    for rule in rules:
+        if not isinstance(rule, Rule):
+            raise TypeError(
+                f"`rules` must hold lightning_xai.logic.Rule objects, got {type(rule).__name__}."
+            )
     literals = torch.tensor(sum(rule.complexity for rule in rules), dtype=torch.long)
     return literals, torch.tensor(len(rules), dtype=torch.long)
 
 
-def rule_accuracy(rule: Rule, concepts: Tensor, target: Tensor, threshold: float = 0.5) -> Tensor:
+def rule_accuracy(
+    rule: Rule,
+    concepts: Tensor,
+    target: Tensor,
+    threshold: float | None = None,
+    num_classes: int | None = None,
+) -> Tensor:
     """Share of rows where ``rule`` agrees with the labels.
+
+    Inputs are checked before anything is counted: concepts must be finite and in [0, 1],
+    targets finite, in [0, 1] (memberships) or class indices in ``[0, num_classes)``, and the
+    batch non-empty; a ``ValueError`` names the argument otherwise (a label outside the
+    classes would silently count as "not this class").
 
     Args:
         rule: the rule; ``rule.class_index`` names its class.
-        concepts: ``(N, D)`` concepts (Boolean, or true above ``threshold``).
+        concepts: ``(N, D)`` concepts (Boolean, or numbers in [0, 1], true above ``threshold``).
         target: class indices ``(N,)`` (integer), binary membership of the rule's class
             ``(N,)`` (bool or float), or multilabel targets ``(N, n_classes)``.
-        threshold: truth threshold of non-Boolean concepts.
+        threshold: truth threshold of non-Boolean concepts (default: ``rule.threshold``).
+        num_classes: number of classes, bounding integer class indices (``None``: only
+            negative indices are rejected).
 
     Example:
         >>> import torch
@@ -87,16 +155,23 @@ def rule_accuracy(rule: Rule, concepts: Tensor, target: Tensor, threshold: float
         >>> rule_accuracy(rule, concepts, torch.tensor([1, 0, 0, 0]))
         tensor(0.7500)
     """
-    return _rule_agreement_compute(*_rule_agreement_update(rule, concepts, target, threshold))
+    return _rule_agreement_compute(
+        *_rule_agreement_update(rule, concepts, target, threshold, num_classes)
+    )
 
 
 def rule_fidelity(
-    rule: Rule, concepts: Tensor, predictions: Tensor, threshold: float = 0.5
+    rule: Rule,
+    concepts: Tensor,
+    predictions: Tensor,
+    threshold: float | None = None,
+    num_classes: int | None = None,
 ) -> Tensor:
     """Share of rows where ``rule`` agrees with the model's predictions.
 
     ``predictions`` take the layouts of :func:`rule_accuracy`'s ``target``: predicted class
-    indices (``logits.argmax(1)``) or multilabel decisions (``logits > 0``).
+    indices (``logits.argmax(1)``) or multilabel decisions (``logits > 0``), and are checked
+    the same way.
 
     Example:
         >>> import torch
@@ -106,7 +181,9 @@ def rule_fidelity(
         >>> rule_fidelity(rule, concepts, torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
         tensor(1.)
     """
-    return _rule_agreement_compute(*_rule_agreement_update(rule, concepts, predictions, threshold))
+    return _rule_agreement_compute(
+        *_rule_agreement_update(rule, concepts, predictions, threshold, num_classes, "predictions")
+    )
 
 
 def rule_complexity(rules: Rule | Sequence[Rule]) -> Tensor:

@@ -8,21 +8,35 @@ For one sample with input gradient :math:`g` and mask :math:`A` (1 = forbidden f
 
 and the score is the mean of :math:`s_n` over samples. It lies in [0, 1]; **lower is better**:
 0 means the forbidden features do not influence the prediction at all, 1 means only they do.
-A sample with an empty mask scores 0, one with a zero gradient scores 0.
+A sample with an empty mask scores 0. One with a zero gradient also scores 0, which reads as
+perfect although nothing was measured, so it comes with a warning naming how many samples had no
+gradient. NaN or inf gradients or mask values, mask weights outside [0, 1] and empty batches
+raise a ``ValueError`` naming the argument.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import Tensor
 
 from lightning_xai.penalties.masks import check_mask
+from lightning_xai.utilities.tensor_checks import (
+    check_finite_rows,
+    check_not_empty,
+    check_tensor,
+    check_unit_interval,
+)
 
 __all__ = ["right_reasons_score"]
 
 
 def _right_reasons_score_update(input_gradients: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Sum of per-sample shares and the number of samples."""
+    check_tensor("input_gradients", input_gradients)
+    check_not_empty("input_gradients", input_gradients)
+    check_finite_rows("input_gradients", input_gradients.detach())
     if (
         isinstance(mask, Tensor)
         and isinstance(input_gradients, Tensor)
@@ -31,10 +45,22 @@ def _right_reasons_score_update(input_gradients: Tensor, mask: Tensor) -> tuple[
     ):  # one value per token (N, T) for gradients at an embedding (N, T, E)
         mask = mask.reshape(*mask.shape, *([1] * (input_gradients.dim() - mask.dim())))
     weights = check_mask(mask, input_gradients)
+    if weights.dtype != torch.bool:
+        check_unit_interval("mask", weights.detach(), "mask weights")
     magnitude = input_gradients.detach().abs().to(torch.float64)
     inside = (weights.detach().to(torch.float64) * magnitude).flatten(1).sum(dim=1)
     total = magnitude.flatten(1).sum(dim=1)
     shares = torch.where(total > 0, inside / total.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+    silent = int((total == 0).sum())
+    if silent:
+        warnings.warn(
+            f"Right-reasons score: {silent} of {total.numel()} samples have zero "
+            "`input_gradients` (no gradient mass), so they score 0, which reads as perfect "
+            "although nothing was measured; check that the model's output depends on its input "
+            "(e.g. saturated or dead activations).",
+            UserWarning,
+            stacklevel=3,
+        )
     return shares.sum(), torch.tensor(shares.numel(), dtype=torch.long, device=shares.device)
 
 
