@@ -32,6 +32,7 @@ from lightning_xai.utilities.batches import (
     batch_size as _batch_size,
 )
 from lightning_xai.utilities.modes import eval_mode
+from lightning_xai.utilities.tensor_checks import check_finite_rows
 from lightning_xai.utilities.validation import check_positive_int as _check_positive_int
 
 __all__ = [
@@ -267,6 +268,13 @@ class _LatentExplainer:
         """As :meth:`attribute`, from representations ``(n_test, d)`` and ``(n_train, d)``."""
         test_latent = _check_2d("test_latent", test_latent)
         train_latent = _check_2d("train_latent", train_latent).to(test_latent.device)
+        # a NaN row would come back as an arbitrary "most important" example: refuse it
+        fix = (
+            "the inputs at that row (or the encoder's output for them) are not finite; drop or "
+            "repair those examples."
+        )
+        check_finite_rows("test representations", test_latent, fix)
+        check_finite_rows("training representations", train_latent, fix)
         if test_latent.shape[1] != train_latent.shape[1]:
             raise ValueError(
                 f"Test and train representations differ in size: {test_latent.shape[1]} vs "
