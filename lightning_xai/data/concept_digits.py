@@ -9,9 +9,8 @@ from typing import Literal
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
-from lightning_xai.data.datasets import TensorPairDataset
+from lightning_xai.data.datasets import SplitLoaders, TensorPairDataset
 from lightning_xai.data.digits import load_digits_tensors, split_indices
 from lightning_xai.logic.rule import Rule
 from lightning_xai.utilities.validation import check_positive_int
@@ -95,7 +94,7 @@ def flip_concepts(concepts: Tensor, probability: float, seed: int) -> tuple[Tens
     return torch.where(flipped, 1.0 - concepts, concepts), flipped
 
 
-class ConceptSplitsDataModule(pl.LightningDataModule):
+class ConceptSplitsDataModule(SplitLoaders, pl.LightningDataModule):
     """Train/val/test ``(x, concepts, y)`` splits and their loaders; subclasses make the rows.
 
     Attributes set by subclasses: ``concept_names``, ``class_names``.
@@ -157,28 +156,6 @@ class ConceptSplitsDataModule(pl.LightningDataModule):
         self.train_dataset.flipped = flipped
         self.val_dataset = TensorPairDataset(x[val], concepts[val], y[val])
         self.test_dataset = TensorPairDataset(x[test], concepts[test], y[test])
-
-    def _loader(self, dataset: TensorPairDataset | None, shuffle: bool) -> DataLoader:
-        self.setup()
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
 
 
 class ConceptDigitsDataModule(ConceptSplitsDataModule):

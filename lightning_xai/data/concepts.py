@@ -14,9 +14,8 @@ import pytorch_lightning as pl
 import sympy
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
-from lightning_xai.data.datasets import TensorPairDataset
+from lightning_xai.data.datasets import SplitLoaders, TensorPairDataset
 from lightning_xai.data.digits import check_fraction, check_num_workers, flip_labels, split_indices
 from lightning_xai.logic.rule import Rule, parse_rule
 
@@ -28,7 +27,7 @@ def _positive_int(name: str, value: int, smallest: int = 1) -> None:
         raise ValueError(f"`{name}` must be an int >= {smallest}, got {value!r}.")
 
 
-class _ConceptDataModule(pl.LightningDataModule):
+class _ConceptDataModule(SplitLoaders, pl.LightningDataModule):
     """Seeded generation, train/val/test split, label noise on the training split, loaders."""
 
     task = "multiclass"
@@ -99,28 +98,6 @@ class _ConceptDataModule(pl.LightningDataModule):
         self.train_dataset.clean_y = y[train]
         self.val_dataset = TensorPairDataset(concepts[val], y[val], *(e[val] for e in extra))
         self.test_dataset = TensorPairDataset(concepts[test], y[test], *(e[test] for e in extra))
-
-    def _loader(self, dataset: TensorPairDataset | None, shuffle: bool) -> DataLoader:
-        self.setup()
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
 
 
 def _random_bits(n: int, d: int, generator: torch.Generator) -> Tensor:

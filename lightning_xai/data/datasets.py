@@ -2,10 +2,52 @@
 
 from __future__ import annotations
 
-import torch
-from torch.utils.data import Dataset
+from typing import Any
 
-__all__ = ["TensorPairDataset"]
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["SplitLoaders", "TensorPairDataset"]
+
+
+class SplitLoaders:
+    """The dataloaders of a datamodule that holds its splits as ``train_dataset``,
+    ``val_dataset`` and ``test_dataset`` (built by ``setup``; ``batch_size`` and
+    ``num_workers`` attributes). Every loader sets the data up first, so it can be asked for
+    before the trainer calls ``setup``; ``predict`` serves the test split. Mixed into the
+    LightningDataModules of :mod:`lightning_xai.data`; a datamodule overrides
+    :meth:`served_test_dataset` to serve another test set."""
+
+    batch_size: int
+    num_workers: int
+
+    def _loader(self, dataset: Any, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def served_test_dataset(self) -> Any:
+        """The dataset ``test_dataloader`` serves (after ``setup``)."""
+        return self.test_dataset
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()  # type: ignore[attr-defined]
+        return self._loader(self.train_dataset, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()  # type: ignore[attr-defined]
+        return self._loader(self.val_dataset, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        self.setup()  # type: ignore[attr-defined]
+        return self._loader(self.served_test_dataset(), shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
 
 
 class TensorPairDataset(Dataset):

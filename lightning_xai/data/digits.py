@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
 
-from lightning_xai.data.datasets import TensorPairDataset
+from lightning_xai.data.datasets import SplitLoaders, TensorPairDataset
 from lightning_xai.utilities.tensor_checks import check_class_indices
 from lightning_xai.utilities.validation import check_finite, check_positive_int
 
@@ -106,7 +105,7 @@ def check_num_workers(num_workers: object) -> None:
         )
 
 
-class DigitsDataModule(pl.LightningDataModule):
+class DigitsDataModule(SplitLoaders, pl.LightningDataModule):
     """The bundled 8x8 digits (1797 images, 10 classes) as ``(1, 8, 8)`` tensors in [0, 1].
 
     The train/val/test split is a seeded permutation, so the same ``seed`` gives the same
@@ -170,27 +169,3 @@ class DigitsDataModule(pl.LightningDataModule):
         self.train_dataset.clean_y = clean
         self.val_dataset = TensorPairDataset(x[val], y[val])
         self.test_dataset = TensorPairDataset(x[test], y[test])
-
-    def _loader(self, dataset: TensorPairDataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        self.setup()
-        return self._loader(self.train_dataset, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        self.setup()
-        return self._loader(self.val_dataset, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        self.setup()
-        return self._loader(self.test_dataset, shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()

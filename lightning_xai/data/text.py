@@ -16,14 +16,14 @@ annotation for the right-reasons penalty: 1 = the model must not rely on this to
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Literal, get_args
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from lightning_xai.data.datasets import SplitLoaders
 from lightning_xai.utilities.validation import check_positive_int
 
 __all__ = [
@@ -177,7 +177,7 @@ class SentenceDataset(Dataset):
         return {k: v[index] for k, v in self.columns.items()}
 
 
-class KeywordSentencesDataModule(pl.LightningDataModule):
+class KeywordSentencesDataModule(SplitLoaders, pl.LightningDataModule):
     """Generated keyword sentences (see :mod:`lightning_xai.data.text`) as a DataModule.
 
     The splits are generated from ``seed`` (train), ``seed + 1`` (validation) and ``seed + 2``
@@ -294,34 +294,11 @@ class KeywordSentencesDataModule(pl.LightningDataModule):
         self.decoy_test_dataset = self._make(self.num_test, "random", 2)
         self.clean_test_dataset = self._make(self.num_test, None, 2)
 
-    def _loader(self, dataset: Sequence[Any] | Dataset | None, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,  # type: ignore[arg-type]
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        self.setup()
-        return self._loader(self.train_dataset, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        self.setup()
-        return self._loader(self.val_dataset, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        self.setup()
+    def served_test_dataset(self) -> Dataset:
+        """The decoy or the clean test split, as ``test_split`` says (read at every call)."""
         split = self.test_split
         if split not in get_args(TestSplit):
             raise ValueError(
                 f"`test_split` must be one of {list(get_args(TestSplit))}, got {split!r}."
             )
-        return self._loader(
-            self.decoy_test_dataset if split == "decoy" else self.clean_test_dataset,
-            shuffle=False,
-        )
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+        return self.decoy_test_dataset if split == "decoy" else self.clean_test_dataset
