@@ -5,12 +5,20 @@
    batched plain-torch loop: all 256 models step together; the Lightning helper
    ``train_subset_models`` is timed on a few subsets for comparison), a seed-noise ceiling from
    a second set of 256 models with other seeds. Rows: ours (TracIn all parameters / last layer
-   / cosine, TRAK-style at its defaults, ablations), the references when importable (traker
-   0.3.2, dattri 0.3.0, installed ``--no-deps``), and controls (random, input cosine).
+   / cosine, TRAK-style at its defaults and its time relative to TracIn, ablations), the
+   references (traker 0.3.2 with its CPU projector, dattri 0.3.0 TRAK and TracIn, installed
+   ``--no-deps``; a reference that fails is a row with its error), and controls (random,
+   input cosine).
 2. **Scale**: N digit-like images (8x8 digits shifted by up to 1 pixel, with noise), a 151k
    parameter CNN, 3 checkpoints; self-influence of all N plus the top 10 proponents of 100
    queries; each method in its own subprocess (wall time of the work, peak RSS ``VmHWM``),
-   1 CPU thread; plus ``top_k`` for 100 new queries over the stored features.
+   1 CPU thread; plus ``top_k`` for 100 new queries over the stored features. Methods: ours
+   (all parameters, last layer, sketch-512, dense Gaussian-512, TRAK-style-512, stored
+   features + queries, featurisation alone), captum ``TracInCP`` (sample-wise) and
+   ``TracInCPFastRandProj`` (last layer, 512), traker's CPU projector (featurisation alone, and
+   the whole TRAK at 512). Workers read the digits from a file the parent writes, so their
+   peak RSS is the method's own plus torch (about 220 MB), not the ``lightning_xai.data``
+   package's imports (Lightning, transformers, sklearn, scipy, pandas: about 245 MB more).
 
 Run: ``nice python benchmarks/data_attribution.py`` (``--quick`` for a smoke run,
 ``--part lds|scale``, ``--sizes 5000 20000``, ``--device cuda`` for a GPU).
@@ -34,7 +42,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_xai.data.digits import load_digits_tensors
 from lightning_xai.influence import (
     TRAK,
     Checkpoint,
@@ -45,6 +52,18 @@ from lightning_xai.influence import (
 )
 
 warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
+
+
+def load_digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
+    """The digits; a scale worker reads the parent's copy (``XAI_BENCH_DIGITS``) instead of
+    importing ``lightning_xai.data``, whose package imports Lightning, transformers, sklearn,
+    scipy and pandas: about 245 MB of peak RSS that no method needs (the floor seen before)."""
+    cached = os.environ.get("XAI_BENCH_DIGITS")
+    if cached:
+        return torch.load(cached)
+    from lightning_xai.data.digits import load_digits_tensors as load
+
+    return load()
 
 
 def ce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -173,19 +192,30 @@ def lds_part(quick: bool) -> dict[str, Any]:
         lambda: TracIn(net, ckpts, ce, normalize=True, **opts).influence(target, train).scores,
     )
     score(
-        "ours TRAK-style, defaults (512, damping = mean eigenvalue)",
+        "ours TRAK-style, defaults (auto: exact gradients here, damping = mean sq. norm)",
         lambda: TRAK(net, ckpts, ce, **opts).influence(target, train).scores,
     )
     trak = TRAK(net, ckpts, ce, **opts)
     trak.fit(train)
     rows[-1]["damping"] = [f"{d:.3g}" for d in trak.damping_]
+    rows[-1]["projection_dim"] = trak.projection_dim
+    start = time.perf_counter()
+    TracIn(net, ckpts, ce, **opts).influence(target, train)
+    rows[-1]["time_vs_tracin"] = round(rows[-1]["time_s"] / (time.perf_counter() - start), 2)
     score(
         "ours TRAK-style, final checkpoint only",
         lambda: TRAK(net, ckpts[-1:], ce, **opts).influence(target, train).scores,
     )
+    for dim in (512, 2048):
+        score(
+            f"ours TRAK-style, projection {dim}",
+            lambda dim=dim: (
+                TRAK(net, ckpts, ce, projection_dim=dim, **opts).influence(target, train).scores
+            ),
+        )
     score(
-        "ours TRAK-style, projection 2048",
-        lambda: TRAK(net, ckpts, ce, projection_dim=2048, **opts).influence(target, train).scores,
+        "ours TRAK-style, damping='gcv'",
+        lambda: TRAK(net, ckpts, ce, damping="gcv", **opts).influence(target, train).scores,
     )
     score(
         "ours TRAK-style, output='loss'",
@@ -222,8 +252,92 @@ def _sweep(net: nn.Module, ckpts: list, lam: list[float], train: Any, target: An
 
 
 def references(rows, net, ckpts, x, y, xt, yt, masks, margins, score) -> None:  # noqa: ANN001
-    """traker and dattri rows when they import (installed --no-deps in the benchmark extras)."""
-    del rows, net, ckpts, x, y, xt, yt, masks, margins, score  # filled in below when available
+    """traker and dattri rows when they import (installed --no-deps in the benchmark extras).
+
+    Same model, checkpoints, training set and targets as ours; each tool at its defaults
+    (undamped) and, where it takes one, with our default damping rule for comparison.
+    """
+    del rows, masks, margins
+    import copy
+
+    states = [dict(c.params) for c in ckpts]
+
+    def traker_scores(proj_dim: int, lambda_reg: float = 0.0) -> torch.Tensor:
+        from trak import TRAKer
+        from trak.projectors import BasicProjector, ProjectionType
+
+        model = copy.deepcopy(net)
+        size = sum(p.numel() for p in model.parameters())
+        with tempfile.TemporaryDirectory() as save_dir:
+            projector = BasicProjector(size, proj_dim, 0, ProjectionType.rademacher, "cpu")
+            traker = TRAKer(
+                model=model,
+                task="image_classification",
+                train_set_size=len(x),
+                save_dir=save_dir,
+                device="cpu",
+                projector=projector,
+                proj_dim=proj_dim,
+                use_half_precision=False,
+                lambda_reg=lambda_reg,
+            )
+            for i, state in enumerate(states):
+                traker.load_checkpoint(state, model_id=i)
+                for j in range(0, len(x), 100):
+                    traker.featurize(
+                        (x[j : j + 100], y[j : j + 100]), num_samples=len(x[j : j + 100])
+                    )
+            traker.finalize_features()
+            for i, state in enumerate(states):
+                traker.start_scoring_checkpoint("lds", state, model_id=i, num_targets=len(xt))
+                traker.score((xt, yt), num_samples=len(xt))
+            out = traker.finalize_scores("lds")
+            return torch.as_tensor(out).float().T.contiguous()
+
+    def dattri_scores(kind: str, proj_dim: int = 512, regularization: float = 0.0) -> torch.Tensor:
+        from dattri.task import AttributionTask
+        from torch.utils.data import DataLoader, TensorDataset
+
+        model = copy.deepcopy(net)
+
+        def loss_func(params, data):  # noqa: ANN001, ANN202
+            image, label = data
+            out = torch.func.functional_call(model, params, image.unsqueeze(0))
+            return F.cross_entropy(out, label.unsqueeze(0))
+
+        task = AttributionTask(loss_func=loss_func, model=model, checkpoints=states)
+        train_loader = DataLoader(TensorDataset(x, y), batch_size=100, shuffle=False)
+        test_loader = DataLoader(TensorDataset(xt, yt), batch_size=100, shuffle=False)
+        if kind == "trak":
+            from dattri.algorithm.trak import TRAKAttributor
+
+            def prob(params, data):  # noqa: ANN001, ANN202
+                image, label = data
+                out = torch.func.functional_call(model, params, image.unsqueeze(0))
+                return torch.exp(-F.cross_entropy(out, label.unsqueeze(0)))
+
+            attributor = TRAKAttributor(
+                task=task,
+                correct_probability_func=prob,
+                projector_kwargs={"proj_dim": proj_dim, "device": "cpu"},
+                device="cpu",
+                regularization=regularization,
+            )
+            attributor.cache(train_loader)
+            out = attributor.attribute(test_loader)
+        else:
+            from dattri.algorithm.tracin import TracInAttributor
+
+            attributor = TracInAttributor(
+                task=task, weight_list=torch.full((len(states),), LR), normalized_grad=False
+            )
+            out = attributor.attribute(train_loader, test_loader)
+        return torch.as_tensor(out).float().T.contiguous()
+
+    score("traker 0.3.2 TRAK, CPU projector 512, defaults (lambda 0)", lambda: traker_scores(512))
+    score("traker 0.3.2 TRAK, CPU projector 2048, lambda 0", lambda: traker_scores(2048))
+    score("dattri 0.3.0 TRAK, 512, defaults (regularization 0)", lambda: dattri_scores("trak"))
+    score("dattri 0.3.0 TracIn", lambda: dattri_scores("tracin"))
 
 
 # ---------------------------------------------------------------------------------- scale
@@ -313,6 +427,98 @@ def scale_worker(method: str, n: int, store_dir: str, device: str) -> dict[str, 
         trak = TRAK(net, store_dir, ce, projection_dim=512, **opts)
         trak.self_influence(train)
         trak.top_k(queries, train, k=10)
+    elif method in ("captum_tracincp", "captum_fastrandproj_512"):
+        from captum.influence import TracInCP, TracInCPFastRandProj
+        from torch.utils.data import TensorDataset
+
+        from lightning_xai.influence.checkpoints import CheckpointStore
+
+        paths = []
+        for c, ckpt in enumerate(CheckpointStore(store_dir)):
+            path = Path(store_dir) / f"captum_{os.getpid()}_{c}.pt"
+            torch.save({"state": {**ckpt.params, **ckpt.buffers}, "lr": ckpt.lr}, path)
+            paths.append(str(path))
+
+        def load(model: nn.Module, path: str) -> float:
+            saved = torch.load(path)
+            model.load_state_dict(saved["state"])
+            return float(saved["lr"])
+
+        dataset = TensorDataset(*train)
+        if method == "captum_tracincp":
+            captum = TracInCP(
+                net,
+                dataset,
+                paths,
+                checkpoints_load_func=load,
+                loss_fn=nn.CrossEntropyLoss(reduction="sum"),
+                batch_size=256,
+                sample_wise_grads_per_batch=True,
+            )
+        else:
+            from captum.influence._utils.nearest_neighbors import NearestNeighbors
+
+            class ExactDotProduct(NearestNeighbors):
+                """Largest dot products by brute force (captum's default needs ``annoy``)."""
+
+                def setup(self, data: torch.Tensor) -> None:
+                    self.data = data.reshape(len(data), -1)
+
+                def get_nearest_neighbors(
+                    self, query: torch.Tensor, k: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+                    top = (query.reshape(len(query), -1) @ self.data.T).topk(k, dim=1)
+                    return top.indices, top.values
+
+            captum = TracInCPFastRandProj(
+                net,
+                net[7],
+                dataset,
+                paths,
+                checkpoints_load_func=load,
+                loss_fn=nn.CrossEntropyLoss(reduction="sum"),
+                batch_size=256,
+                nearest_neighbors=ExactDotProduct(),
+                projection_dim=512,
+            )
+        if method == "captum_tracincp":
+            captum.self_influence(show_progress=False)
+            captum.influence(queries, k=10, proponents=True, show_progress=False)
+        else:  # with a projection FastRandProj's self_influence raises NotImplementedError
+            extra["note"] = "top-k only: captum has no self-influence with a projection"
+            captum.influence(queries, k=10, proponents=True)
+        for path in paths:
+            os.remove(path)
+    elif method == "traker_cpu_512":
+        from trak import TRAKer
+        from trak.projectors import BasicProjector, ProjectionType
+
+        from lightning_xai.influence.checkpoints import CheckpointStore
+
+        states = [dict(c.params) for c in CheckpointStore(store_dir)]
+        size = sum(p.numel() for p in net.parameters())
+        with tempfile.TemporaryDirectory() as save_dir:
+            traker = TRAKer(
+                model=net,
+                task="image_classification",
+                train_set_size=n,
+                save_dir=save_dir,
+                device=device,
+                projector=BasicProjector(size, 512, 0, ProjectionType.rademacher, device),
+                proj_dim=512,
+                use_half_precision=False,
+            )
+            for i, state in enumerate(states):
+                traker.load_checkpoint(state, model_id=i)
+                for j in range(0, n, 256):
+                    part = (train[0][j : j + 256], train[1][j : j + 256])
+                    traker.featurize(part, num_samples=len(part[0]))
+            traker.finalize_features()
+            for i, state in enumerate(states):
+                traker.start_scoring_checkpoint("q", state, model_id=i, num_targets=100)
+                traker.score(queries, num_samples=100)
+            scores = torch.as_tensor(traker.finalize_scores("q")).T
+            scores.topk(10, dim=1)
     elif method == "featurise_sketch":
         TracIn(net, store_dir, ce, projection_dim=512, **opts).features(train)
     elif method == "featurise_traker_cpu_projector":
@@ -352,6 +558,9 @@ SCALE_METHODS = [
     "ours_features_query",
     "featurise_sketch",
     "featurise_traker_cpu_projector",
+    "captum_tracincp",
+    "captum_fastrandproj_512",
+    "traker_cpu_512",
 ]
 
 
@@ -359,12 +568,11 @@ def scale_part(sizes: list[int], device: str, methods: list[str]) -> list[dict[s
     rows = []
     with tempfile.TemporaryDirectory() as store_dir:
         scale_checkpoints(store_dir)
+        digits = str(Path(store_dir) / "digits.pt")
+        torch.save(load_digits_tensors(), digits)
         for n in sizes:
             for method in methods:
-                if (
-                    method in ("ours_proj512_gaussian", "featurise_traker_cpu_projector")
-                    and n > 5000
-                ):
+                if method == "ours_proj512_gaussian" and n > 5000:
                     rows.append(
                         {
                             "method": method,
@@ -373,7 +581,12 @@ def scale_part(sizes: list[int], device: str, methods: list[str]) -> list[dict[s
                         }
                     )
                     continue
-                env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "65536"}
+                env = {
+                    **os.environ,
+                    "OMP_NUM_THREADS": "1",
+                    "MALLOC_MMAP_THRESHOLD_": "65536",
+                    "XAI_BENCH_DIGITS": digits,
+                }
                 cmd = [sys.executable, __file__, "--worker", method, str(n), store_dir, device]
                 done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
                 if done.returncode != 0:

@@ -113,3 +113,67 @@ def test_bad_arguments_name_the_fix(setup, kwargs, error, match) -> None:
     net, store, *_ = setup
     with pytest.raises(error, match=match):
         TRAK(net, store, ce, **kwargs)
+
+
+@pytest.mark.parametrize("output", ["loss", "margin"])
+def test_exact_kernel_form_equals_features_and_brute_force(setup, output) -> None:
+    """Training data goes through the N x N kernel form (factored gradients); stored exact
+    features through the Woodbury solve on the features; both equal the estimator by hand."""
+    net, store, x, y, xt, yt = setup
+    kw = dict(projection_dim=None, output=output, show_progress=False)
+    kernel = TRAK(net, store, ce, **kw)
+    got = kernel.influence((xt, yt), (x, y)).scores
+    assert kernel._kernel_state and not kernel._fit_state
+    lam = kernel.damping_[0]
+    want = brute_force(net, store, x, y, xt, yt, lam, output == "margin")
+    assert kernel.damping_[1] != lam  # chosen per checkpoint
+    per_ckpt = TRAK(net, store, ce, damping=lam, **kw).influence((xt, yt), (x, y)).scores
+    assert float((per_ckpt - want).abs().max() / want.abs().max()) < 1e-4
+    featured = TRAK(net, store, ce, **kw)
+    feats = featured.features((x, y))
+    assert feats.dim == sum(p.numel() for p in net.parameters())
+    from_features = featured.influence((xt, yt), feats).scores
+    assert featured._fit_state and not featured._kernel_state
+    assert featured.damping_ == pytest.approx(kernel.damping_, rel=1e-6)
+    assert float((from_features - got).abs().max() / got.abs().max()) < 1e-4
+    lev_kernel = kernel.self_influence((x, y)).scores
+    lev_features = featured.self_influence(feats).scores
+    torch.testing.assert_close(lev_kernel, lev_features, rtol=1e-4, atol=1e-6)
+
+
+def test_default_damping_is_the_mean_squared_norm_whatever_the_projection(setup) -> None:
+    net, store, x, y, *_ = setup
+    exact = TRAK(net, store, ce, projection_dim=None, output="loss", show_progress=False)
+    exact.fit((x, y))
+    for ckpt, lam in zip(store, exact.damping_, strict=True):
+        g = per_sample_grads(net, (x, y), ce, values={**ckpt.params, **ckpt.buffers})
+        assert lam == pytest.approx(float(g.double().square().sum(1).mean()), rel=1e-5)
+    # a sketch preserves norms on average: the damping barely moves with the dimension
+    sketched = TRAK(net, store, ce, projection_dim=256, output="loss", show_progress=False)
+    sketched.fit((x, y))
+    assert sketched.damping_ == pytest.approx(exact.damping_, rel=0.3)
+
+
+def test_undamped_exact_kernel_never_collapses(setup) -> None:
+    """More parameters than examples and damping=0: the Gram side stays solvable."""
+    net, store, x, y, xt, yt = setup
+    trak = TRAK(net, store, ce, projection_dim=None, damping=0.0, show_progress=False)
+    scores = trak.influence((xt, yt), (x, y)).scores
+    assert torch.isfinite(scores).all() and scores.abs().max() > 0
+    leverage = trak.self_influence((x, y)).scores
+    assert torch.isfinite(leverage).all()
+
+
+def test_auto_projection_is_exact_when_small_and_sketched_when_large(setup) -> None:
+    net, store, x, y, xt, yt = setup
+    small = TRAK(net, store, ce, show_progress=False)
+    small.influence((xt, yt), (x, y))
+    assert small.projection_dim is None
+    g = torch.Generator().manual_seed(0)
+    many = torch.rand(4097, 64, generator=g), torch.randint(0, 10, (4097,), generator=g)
+    large = TRAK(net, store, ce, batch_size=1024, show_progress=False)
+    feats = large.features(many)
+    assert large.projection_dim == 2048 and feats.dim == 2048
+    assert torch.isfinite(large.influence((xt, yt), feats).scores).all()
+    with pytest.raises(ValueError, match="`projection_dim`"):
+        TRAK(net, store, ce, projection_dim="big")  # type: ignore[arg-type]
