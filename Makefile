@@ -38,7 +38,7 @@ lint: install
 # Reference tools compared against in benchmarks/ (not runtime dependencies).
 bench-deps: install
 	$(BIN)/pip install --quiet --no-deps torch-explain==1.5.1 lfxai==0.1.1 quantus==0.6.0 \
-		pytorch-concepts==1.0.0a7 pandas==3.1.1 pytz==2026.6
+		pytorch-concepts==1.0.0a7 pandas==3.1.1 pytz==2026.6 traker==0.3.2 dattri==0.3.0
 
 clean:
 	rm -rf $(VENV) lightning_logs .pytest_cache
