@@ -20,7 +20,6 @@ from lightning_xai.influence.lds import (
     correct_class_margins,
     linear_datamodeling_score,
     random_subsets,
-    train_subset_models,
 )
 from lightning_xai.influence.per_sample_grads import (
     check_finite_rows,
@@ -59,5 +58,4 @@ __all__: list[str] = [
     "resolve_encoder",
     "select_parameters",
     "simplex_weights",
-    "train_subset_models",
 ]

@@ -6,6 +6,7 @@ from lightning_xai.modules.concept_bottleneck import ConceptBottleneckModel
 from lightning_xai.modules.concept_embedding import ConceptEmbeddingModel
 from lightning_xai.modules.explanation_regularized import ExplanationRegularizedClassifier
 from lightning_xai.modules.logic_explainer import LogicExplainer, MLPLogicExplainer
+from lightning_xai.modules.subsets import train_subset_models
 
 __all__ = [
     "AutoEncoder",
@@ -16,4 +17,5 @@ __all__ = [
     "LogicExplainer",
     "MLPLogicExplainer",
     "VariationalAutoEncoder",
+    "train_subset_models",
 ]

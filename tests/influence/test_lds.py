@@ -12,8 +12,8 @@ from lightning_xai.influence import (
     correct_class_margins,
     linear_datamodeling_score,
     random_subsets,
-    train_subset_models,
 )
+from lightning_xai.modules import train_subset_models
 
 
 def test_lds_equals_scipy_spearman_per_target() -> None:
