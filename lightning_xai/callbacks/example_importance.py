@@ -93,7 +93,7 @@ class ExampleImportanceLogger(XAICallback):
       most important training examples, captioned with their index, label (if any) and weight
       (``w``), latent distance (``d``) or TracIn score (``s``); RGB or grey images of any size,
       1-D signals (channels x time), tabular rows and token ids are drawn;
-    * ``example_consistency@<consistency_k>``: share of the top-``consistency_k`` examples that
+    * ``example_consistency_top<consistency_k>_higher_is_better``: share of the top-``consistency_k`` examples that
       share the probe's label (only when batches carry one label per example; labels are
       never used to explain);
     * ``feature_consistency/ratio``, ``/top_shift``, ``/random_shift``: latent shift when the
@@ -396,7 +396,8 @@ class ExampleImportanceLogger(XAICallback):
             agreement = example_consistency(
                 indices, labels.cpu(), corpus_y.cpu(), k=self.consistency_k
             )
-            scalars[self.tag(stage, f"example_consistency@{self.consistency_k}")] = float(agreement)
+            key = f"example_consistency_top{self.consistency_k}_higher_is_better"
+            scalars[self.tag(stage, key)] = float(agreement)
         if self.feature_config is not None:
             scalars.update(self._feature_scores(pl_module, encoder, probe.inputs[0], stage))
         self._report(

@@ -72,11 +72,13 @@ class InfluenceLogger(XAICallback):
 
     * ``self_influence``: a histogram over the training set;
     * ``most_self_influential``: a grid of the ``top_n`` most self-influential training
-      examples, captioned ``#index · s=score`` and ``label 3 · pred 3 (0.98)`` (frames: red for
+      examples, captioned ``#index · self-influence score`` and ``label 3 · pred 3 (0.98)`` (frames: red for
       known flipped labels, orange where label and prediction differ; a legend says so);
     * ``proponents_opponents``: one row per probe sample (from the split being evaluated) with
       its ``k`` proponents and ``k`` opponents;
-    * ``mislabel_recall@10``/``@20`` when the training set marks flipped labels (``.flipped``);
+    * ``mislabel_recall_top10pct_higher_is_better``/``..._top20pct_...`` when the training set
+      marks flipped labels (``.flipped``): the share of flipped labels among the 10% / 20% most
+      self-influential training examples;
     * files under ``<log_dir>/xai/<name>/<stage>/``: ``ranking_stepN.csv`` (every training
       example, most self-influential first) and ``influence_stepN.pt``.
 
@@ -712,7 +714,7 @@ class InfluenceLogger(XAICallback):
         top = ranking[: min(self.top_n, n)]
         xs, texts, wrong = train_examples(top)
         captions = [
-            f"#{i} · s={float(self_inf.scores[i]):.3g}" + (f"\n{t}" if t else "")
+            f"#{i} · self-influence {float(self_inf.scores[i]):.3g}" + (f"\n{t}" if t else "")
             for i, t in zip(top, texts)
         ]
         rep.log_image(
@@ -729,7 +731,9 @@ class InfluenceLogger(XAICallback):
         )
         if flipped is not None and bool(torch.as_tensor(flipped).any()):
             recalls = {
-                self.tag(stage, f"mislabel_recall@{p}"): self_inf.recall(flipped, p / 100)
+                self.tag(stage, f"mislabel_recall_top{p}pct_higher_is_better"): self_inf.recall(
+                    flipped, p / 100
+                )
                 for p in (10, 20)
             }
             rep.log_scalars(recalls, step)
@@ -749,10 +753,9 @@ class InfluenceLogger(XAICallback):
             for j in range(2 * k):
                 flat = r * 2 * k + j
                 i = int(order[r, j])
-                sign = "+" if j < k else "-"
                 text = cell_texts[flat]
                 row_caps.append(
-                    f"{sign}#{i} · {float(values[r, j]):.2g}" + (f"\n{text}" if text else "")
+                    f"#{i} · influence {float(values[r, j]):+.2g}" + (f"\n{text}" if text else "")
                 )
                 row_marks.append(frame(i, cell_wrong[flat]))
             captions_grid.append(row_caps)

@@ -33,7 +33,7 @@ def test_logs_grids_and_consistency_in_fit_validate_and_test(tmp_path, tb_events
     for stage in ("fit", "validate", "test"):
         images = events.Images(_tag(stage, "examples"))
         assert images and images[-1].width > 100 and images[-1].height > 100
-        agreement = events.Scalars(_tag(stage, "example_consistency@10"))[-1].value
+        agreement = events.Scalars(_tag(stage, "example_consistency_top10_higher_is_better"))[-1].value
         assert 0.0 <= agreement <= 1.0
         ratio = events.Scalars(_tag(stage, "feature_consistency/ratio"))[-1].value
         top = events.Scalars(_tag(stage, "feature_consistency/top_shift"))[-1].value

@@ -112,7 +112,7 @@ def test_fit_then_test_with_plain_loaders(tmp_path, tb_events, kind, method) -> 
     (image,) = events.Images(_tag("test", "examples"))
     assert image.width > 100 and image.height > 100
     for stage in ("fit", "test"):
-        assert 0.0 <= events.Scalars(_tag(stage, "example_consistency@3"))[-1].value <= 1.0
+        assert 0.0 <= events.Scalars(_tag(stage, "example_consistency_top3_higher_is_better"))[-1].value <= 1.0
         assert events.Scalars(_tag(stage, "feature_consistency/ratio"))[-1].value > 0.0
     rows = _rows(trainer, "test")
     assert len(rows) == 4 * 3 and {int(r["train_index"]) for r in rows} <= set(cb.corpus_indices)
@@ -166,7 +166,7 @@ def test_token_ids_through_a_submodule_encoder(tmp_path, tb_events) -> None:
     trainer.test(model, loader(DictDataset(token_data(n=16, seed=3))), verbose=False)
     events = tb_events(tmp_path)
     assert events.Images(_tag("test", "examples"))
-    assert events.Scalars(_tag("fit", "example_consistency@2"))
+    assert events.Scalars(_tag("fit", "example_consistency_top2_higher_is_better"))
     got = _rows(trainer, "test")
     assert len(got) == 3 * 2 and {int(r["train_index"]) for r in got} <= set(cb.corpus_indices)
 

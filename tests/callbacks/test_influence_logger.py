@@ -92,8 +92,12 @@ def test_fit_and_test_report_everything(tmp_path, tb_events) -> None:
         assert grid.height > image.height  # one row per probe sample (3 rows)
         (histo,) = events.Histograms(f"{stage}/influence_logger/self_influence")
         assert histo.histogram_value.num == n
-        recall10 = events.Scalars(f"{stage}/influence_logger/mislabel_recall@10")[0].value
-        recall20 = events.Scalars(f"{stage}/influence_logger/mislabel_recall@20")[0].value
+        recall10 = events.Scalars(
+            f"{stage}/influence_logger/mislabel_recall_top10pct_higher_is_better"
+        )[0].value
+        recall20 = events.Scalars(
+            f"{stage}/influence_logger/mislabel_recall_top20pct_higher_is_better"
+        )[0].value
         flipped = train.flipped
         ranking = torch.argsort(expected, descending=True)
         assert recall20 == pytest.approx(
