@@ -22,7 +22,7 @@ from lightning_xai.influence.lds import (
     random_subsets,
 )
 from lightning_xai.influence.per_sample_grads import (
-    check_finite_rows,
+    check_finite_batch,
     per_sample_grads,
     select_parameters,
 )
@@ -47,7 +47,7 @@ __all__: list[str] = [
     "TopKResult",
     "TracIn",
     "check_compatible",
-    "check_finite_rows",
+    "check_finite_batch",
     "correct_class_margins",
     "encoded_features",
     "gcv_damping",

@@ -44,7 +44,7 @@ __all__ = [
     "LossFn",
     "ParameterSpec",
     "Targets",
-    "check_finite_rows",
+    "check_finite_batch",
     "eval_mode",
     "per_sample_grads",
     "select_parameters",
@@ -222,7 +222,7 @@ def _bad_rows(tensor: Any, n: int) -> Tensor | None:
     return torch.nonzero(~finite).flatten().cpu()
 
 
-def check_finite_rows(adapted: AdaptedBatch, what: str = "batch", offset: int = 0) -> None:
+def check_finite_batch(adapted: AdaptedBatch, what: str = "batch", offset: int = 0) -> None:
     """Raise :class:`~lightning_xai.influence.errors.NonFiniteError` naming ``what`` and the
     first bad row (counted from ``offset``) when an explained input, another model argument or
     the labels hold NaN or inf.
@@ -230,7 +230,7 @@ def check_finite_rows(adapted: AdaptedBatch, what: str = "batch", offset: int = 
     Example:
         >>> from lightning_xai.utilities.batches import BatchAdapter
         >>> x = torch.zeros(4, 2); x[2, 1] = float("nan")
-        >>> check_finite_rows(BatchAdapter().split((x, torch.zeros(4)), nn.Linear(2, 2)), "data")
+        >>> check_finite_batch(BatchAdapter().split((x, torch.zeros(4)), nn.Linear(2, 2)), "data")
         Traceback (most recent call last):
         ...
         lightning_xai.influence.errors.NonFiniteError: `data` row 2 holds NaN or inf in explained input 0 (bad rows among rows 0-3: [2]); remove or repair those rows (e.g. torch.nan_to_num, or drop them from the dataset) before computing influence.
@@ -382,7 +382,7 @@ def per_sample_grads(
     adapted = _split(model, batch, adapter, targets)
     if len(adapted) == 0:
         raise ValueError("`batch` is empty (0 examples); pass at least one example.")
-    check_finite_rows(adapted, "batch")
+    check_finite_batch(adapted, "batch")
     with eval_mode(model), grad_enabled():
         state = _values(model, values or {})
         prepared = _prepare(model, adapted, targets, state)

@@ -40,7 +40,7 @@ from lightning_xai.influence.per_sample_grads import (
     _check_targets,
     _grad_blocks,
     _GradBlocks,
-    check_finite_rows,
+    check_finite_batch,
     per_sample_grads,
     select_parameters,
 )
@@ -526,7 +526,7 @@ class TracIn:
 
     def _check_rows(self, batch: Any, name: str, offset: int) -> None:
         """NaN/inf in the data: an error naming ``name`` and the first bad row."""
-        check_finite_rows(self.adapter.split(batch, self.model), name, offset)
+        check_finite_batch(self.adapter.split(batch, self.model), name, offset)
 
     def _grads(
         self,
